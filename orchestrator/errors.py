@@ -1,0 +1,65 @@
+"""Errors that carry their exit code; only the CLI root turns them into exits.
+
+Exit codes (docs/cli.md):
+0 ok; 1 error findings (check, doctor); 2 usage or invalid fleet file; 3 `up` refused because of
+conflicts; 4 backend unavailable; 5 readiness timeout; 70 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_BACKEND = 4
+EXIT_TIMEOUT = 5
+EXIT_INTERNAL = 70
+
+
+class IocfleetError(Exception):
+    """A failure a user can act on: what went wrong, where, and how to fix it."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, what: str, where: str = "", fix: str = "") -> None:
+        self.what = what
+        self.where = where
+        self.fix = fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = self.what
+        if self.where:
+            text += f" ({self.where})"
+        if self.fix:
+            text += f" — {self.fix}"
+        return text
+
+
+class UsageError(IocfleetError):
+    exit_code = EXIT_USAGE
+
+
+class SpecError(IocfleetError):
+    """An invalid fleet file; `problems` holds every problem found, one line each."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(problems[0] if problems else "invalid fleet file")
+
+    def line(self) -> str:
+        return self.what
+
+
+class RefusedError(IocfleetError):
+    exit_code = EXIT_REFUSED
+
+
+class BackendUnavailable(IocfleetError):
+    exit_code = EXIT_BACKEND
+
+
+class ReadinessTimeout(IocfleetError):
+    exit_code = EXIT_TIMEOUT
