@@ -1,0 +1,150 @@
+"""Inspect this host: interfaces, addresses, the default route, and who holds CA ports.
+
+The only module that asks the operating system about the network (netifaces, psutil, /proc). It returns
+the plain data types of `hostmodel`, so everything downstream can be tested with made-up hosts.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+from .hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface, IPv4, PortHolder
+
+# A container id in a cgroup path: docker (".../docker/<id>", "docker-<id>.scope"), containerd,
+# podman ("libpod-<id>"), Kubernetes ("cri-containerd-<id>").
+_CONTAINER_ID = re.compile(r"(?:docker|libpod|crio|cri-containerd|containerd)[-/]([0-9a-f]{64})")
+
+
+def snapshot(extra_ports: Iterable[int] = ()) -> HostSnapshot:
+    """Inspect interfaces and CA port holders (5064, 5065 and `extra_ports`) right now."""
+    ports = sorted({CA_SERVER_PORT, CA_REPEATER_PORT, *extra_ports})
+    return HostSnapshot(interfaces(), default_interface(), tuple(holders_of(ports)))
+
+
+def interfaces() -> tuple[Interface, ...]:
+    """Every interface with its flags, MTU and IPv4 addresses, in the kernel's order."""
+    import netifaces
+    import psutil
+
+    stats = psutil.net_if_stats()
+    result = []
+    for name in netifaces.interfaces():
+        st = stats.get(name)
+        flags = set((getattr(st, "flags", "") or "").split(",")) if st else set()
+        addrs = netifaces.ifaddresses(name).get(netifaces.AF_INET, [])
+        ipv4 = tuple(_ipv4(a) for a in addrs if a.get("addr"))
+        loopback = "loopback" in flags or name == "lo" or any(a.address.startswith("127.") for a in ipv4)
+        result.append(
+            Interface(
+                name=name,
+                up=bool(st and st.isup),
+                loopback=loopback,
+                broadcast_capable="broadcast" in flags or any(a.broadcast for a in ipv4),
+                multicast="multicast" in flags,
+                mtu=int(st.mtu) if st else 0,
+                ipv4=ipv4,
+            )
+        )
+    return tuple(result)
+
+
+def _ipv4(entry: dict) -> IPv4:
+    import ipaddress
+
+    address = entry["addr"]
+    netmask = entry.get("netmask") or "255.255.255.255"
+    net = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
+    broadcast = entry.get("broadcast")
+    # netifaces reports the peer of point-to-point links and nothing useful for /32 as "broadcast".
+    if broadcast and ipaddress.IPv4Address(broadcast) not in net:
+        broadcast = None
+    return IPv4(address=address, netmask=str(net.netmask), prefixlen=net.prefixlen, broadcast=broadcast)
+
+
+def default_interface() -> str | None:
+    """The interface of the IPv4 default route, or None when there is none."""
+    import netifaces
+
+    default = netifaces.gateways().get("default", {}).get(netifaces.AF_INET)
+    return default[1] if default else None
+
+
+def holders_of(ports: Iterable[int]) -> list[PortHolder]:
+    """Sockets bound to `ports` (UDP, and TCP listeners), with their process and a reuse test for UDP."""
+    import psutil
+
+    wanted = set(ports)
+    found = []
+    for conn in psutil.net_connections(kind="inet4"):
+        if not conn.laddr or conn.laddr.port not in wanted:
+            continue
+        proto = "udp" if conn.type == socket.SOCK_DGRAM else "tcp"
+        if proto == "tcp" and conn.status != psutil.CONN_LISTEN:
+            continue
+        process, uid = _process(conn.pid)
+        found.append(
+            PortHolder(
+                proto=proto,
+                port=conn.laddr.port,
+                address=conn.laddr.ip,
+                pid=conn.pid,
+                process=process,
+                uid=uid,
+                container=container_of(conn.pid),
+                reuse_ok=reuse_bind_ok(conn.laddr.ip, conn.laddr.port) if proto == "udp" else None,
+            )
+        )
+    return sorted(found, key=lambda h: (h.port, h.proto, h.address, h.pid or 0))
+
+
+def _process(pid: int | None) -> tuple[str | None, int | None]:
+    import psutil
+
+    if not pid:
+        return None, None
+    try:
+        proc = psutil.Process(pid)
+        return proc.name(), proc.uids().effective
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None, None
+
+
+def container_of(pid: int | None, proc_root: Path = Path("/proc")) -> str | None:
+    """The id of the container a process runs in (from its cgroup), or None for a host process."""
+    if not pid:
+        return None
+    try:
+        text = (proc_root / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    return container_id_from_cgroup(text)
+
+
+def container_id_from_cgroup(text: str) -> str | None:
+    """Parse a /proc/PID/cgroup text (v1 or v2) for a container id."""
+    match = _CONTAINER_ID.search(text)
+    return match.group(1) if match else None
+
+
+def reuse_bind_ok(address: str, port: int) -> bool:
+    """Whether a UDP socket with SO_REUSEADDR|SO_REUSEPORT can join `address:port` now (R1, R2).
+
+    False means the holder bound without reuse, or runs as another user (R2), so another IOC of this
+    user could not share the port. The test socket exists for microseconds and is closed at once.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address, port))
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            return False
+        raise
+    finally:
+        sock.close()
