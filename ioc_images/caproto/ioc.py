@@ -1,0 +1,101 @@
+"""Serve the PVs of one iocfleet IOC with caproto's asyncio server.
+
+Reads the IOC from IOCFLEET_IOC / IOCFLEET_IOC_FILE (see docs/images.md). Network settings are the
+standard EPICS_* variables, read by caproto itself: this program never sets an address or a port.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+for _candidate in (_HERE, _HERE.parent / "common"):
+    if (_candidate / "iocfleet_ioc").is_dir():
+        sys.path.insert(0, str(_candidate))
+        break
+
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+import numpy as np  # noqa: E402
+from caproto import (AccessRights, ChannelData, ChannelDouble, ChannelEnum,  # noqa: E402
+                     ChannelInteger, ChannelString)
+from caproto.asyncio.server import Context  # noqa: E402
+
+from iocfleet_ioc import report  # noqa: E402
+from iocfleet_ioc.spec import IocSpec, PvSpec  # noqa: E402
+from iocfleet_ioc.updates import run_updates  # noqa: E402
+
+RUNTIME = "caproto"
+_CLASSES = {"float": ChannelDouble, "int": ChannelInteger, "str": ChannelString, "enum": ChannelEnum}
+_READ_ONLY: dict[type, type] = {}
+
+
+def _read_only(cls: type) -> type:
+    """A subclass of `cls` that refuses client writes (simulated and standard PVs)."""
+    if cls not in _READ_ONLY:
+        def check_access(self, hostname, username):
+            return AccessRights.READ
+        _READ_ONLY[cls] = type(f"ReadOnly{cls.__name__}", (cls,), {"check_access": check_access})
+    return _READ_ONLY[cls]
+
+
+def make_channel(pv: PvSpec) -> ChannelData:
+    """The caproto channel serving one declared PV."""
+    cls = _CLASSES[pv.type] if pv.writable else _read_only(_CLASSES[pv.type])
+    kwargs: dict = {"value": pv.value}
+    if pv.type == "enum":
+        kwargs = {"value": pv.enum_strings[pv.value], "enum_strings": list(pv.enum_strings)}
+    elif pv.is_array:
+        dtype = np.float64 if pv.type == "float" else np.int32
+        kwargs = {"value": np.asarray(pv.value, dtype=dtype), "max_length": pv.count}
+    if pv.type == "float":
+        kwargs["precision"] = 3
+    return cls(**kwargs)
+
+
+def build_pvdb(spec: IocSpec) -> dict[str, ChannelData]:
+    """Every channel of the IOC, standard PVs included, keyed by full PV name."""
+    pvdb = {spec.full_name(pv.name): make_channel(pv) for pv in spec.pvs}
+    pvdb[spec.full_name("HEARTBEAT")] = _read_only(ChannelInteger)(value=0)
+    pvdb[spec.full_name("UPTIME")] = _read_only(ChannelDouble)(value=0.0, precision=1, units="s")
+    return pvdb
+
+
+async def serve(spec: IocSpec) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    pvdb = build_pvdb(spec)
+    enums = {pv.name: pv.enum_strings for pv in spec.pvs if pv.type == "enum"}
+
+    async def write(name: str, value) -> None:
+        if name in enums:
+            value = enums[name][value]
+        await pvdb[spec.full_name(name)].write(value, verify_value=False)
+
+    async def startup(async_lib) -> None:
+        print(report.serving_line(RUNTIME, spec, report.bound_sockets(), os.environ), flush=True)
+        await run_updates(spec, write)
+
+    ctx = Context(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
+    task = asyncio.ensure_future(ctx.run(startup_hook=startup))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+def main() -> None:
+    spec = report.load_or_exit(os.environ, RUNTIME)
+    warning = report.ensure_array_bytes(spec, os.environ)
+    if warning:
+        print(f"iocfleet-ioc[{RUNTIME}]: warning: {warning}", file=sys.stderr, flush=True)
+    asyncio.run(serve(spec))
+
+
+if __name__ == "__main__":
+    main()
