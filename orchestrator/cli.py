@@ -46,10 +46,10 @@ def cli() -> None:
     """Plan, launch and diagnose fleets of EPICS Channel Access IOCs on one host."""
 
 
-def _echo_json(data) -> None:
+def _json(data) -> str:
     from .render import to_json
 
-    click.echo(to_json(data))
+    return to_json(data)
 
 
 @cli.command()
@@ -63,7 +63,7 @@ def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
 
     snap = host.snapshot(extra_ports=ports)
     if as_json:
-        _echo_json(snap.to_dict())
+        click.echo(_json(snap.to_dict()))
     else:
         click.echo(interfaces_text(snap))
 
@@ -77,10 +77,60 @@ def validate(fleet: str, as_json: bool) -> None:
 
     parsed = spec.load(fleet)
     if as_json:
-        _echo_json(parsed.to_dict())
+        click.echo(_json(parsed.to_dict()))
     else:
         count = sum(i.replicas for i in parsed.iocs)
         click.echo(f"{fleet}: ok: fleet {parsed.name!r}, {count} IOC(s)")
+
+
+_STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports"])
+
+
+def _plan_options(func):
+    func = click.option("--interface", help="Interface to serve on (overrides network.interface).")(func)
+    func = click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")(func)
+    return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))(func)
+
+
+@cli.command()
+@_plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (stable keys).")
+@click.option("--explain", is_flag=True, help="Print every decision with the rule behind it.")
+def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool, explain: bool) -> None:
+    """Plan bind addresses, ports and client settings for a fleet, and check them."""
+    from .fleetplan import plan_file
+    from .render import plan_text
+
+    planned = plan_file(fleet, strategy, interface)
+    click.echo(_json(planned.to_dict()) if as_json else plan_text(planned, explain))
+
+
+@cli.command()
+@_plan_options
+def env(fleet: str, strategy: str | None, interface: str | None) -> None:
+    """Print `export EPICS_CA_...` lines that let a client shell reach every IOC of the fleet."""
+    from .fleetplan import plan_file
+    from .render import export_lines
+
+    click.echo(export_lines(plan_file(fleet, strategy, interface).plan.client_env_dict()))
+
+
+@cli.command()
+@_plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
+def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool) -> None:
+    """Check a fleet's plan against the rules and this host; exit 1 when any finding is an error."""
+    from .errors import EXIT_FINDINGS
+    from .fleetplan import plan_file
+    from .render import findings_text
+
+    planned = plan_file(fleet, strategy, interface)
+    if as_json:
+        click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
+    else:
+        click.echo(findings_text(planned.findings))
+    if planned.has_errors:
+        sys.exit(EXIT_FINDINGS)
 
 
 def main() -> None:

@@ -45,3 +45,24 @@ def export_lines(env: dict[str, str]) -> str:
     import shlex
 
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def findings_text(findings) -> str:
+    if not findings:
+        return "no findings"
+    return "\n".join(f"{f.severity}: {f.code}: {f.message} — {f.fix}" for f in findings)
+
+
+def plan_text(planned, explain: bool) -> str:
+    plan = planned.plan
+    out = [f"fleet {plan.fleet}: strategy {plan.strategy} on {plan.interface or '?'} "
+           f"(address {plan.address or '?'}, broadcast {plan.broadcast or '-'}), clients {plan.clients}", ""]
+    rows = [(i.name, i.runtime, i.prefix, " ".join(i.bind), i.udp_port, i.tcp_port or "any", len(i.pv_names))
+            for i in plan.iocs]
+    out.append(table(("ioc", "runtime", "prefix", "bind", "udp", "tcp", "pvs"), rows))
+    out += ["", "client settings:", export_lines(plan.client_env_dict())]
+    if explain:
+        out += ["", "decisions:"]
+        out += [f"  [{d.rule}] {d.text}" for d in plan.decisions]
+    out += ["", "findings:", findings_text(planned.findings)]
+    return "\n".join(out)
