@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import SpecError
 
 RUNTIMES = ("caproto", "softioc", "image")
+RESTART_POLICIES = ("no", "on-failure", "always")
 STRATEGIES = ("auto", "single", "shared-port", "distinct-ports")
 CLIENT_PLACES = ("auto", "same-host", "subnet", "routed")
 PV_TYPES = ("float", "int", "str", "enum")
@@ -62,6 +63,8 @@ class IOCSpec:
     env: tuple[tuple[str, str], ...] = ()
     user: str | None = None
     limits: Limits = field(default_factory=Limits)
+    restart: str = "on-failure"
+    host: str | None = None  # a name from `hosts:`; None: this machine
     line: int = 0
 
     def to_dict(self) -> dict:
@@ -76,6 +79,8 @@ class IOCSpec:
             "env": dict(self.env),
             "user": self.user,
             "limits": asdict(self.limits),
+            "restart": self.restart,
+            "host": self.host,
         }
 
 
@@ -90,6 +95,21 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """Another machine of a multi-host fleet: the interface to serve on and its address (CIDR).
+
+    Without `address` the host is this machine and is inspected.
+    """
+
+    name: str
+    interface: str = "auto"
+    address: str | None = None  # e.g. "10.0.1.5/24"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class FleetSpec:
     """A validated fleet file."""
 
@@ -97,11 +117,13 @@ class FleetSpec:
     network: NetworkSpec
     iocs: tuple[IOCSpec, ...]
     source: str = "<dict>"
+    hosts: tuple[HostSpec, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "fleet": self.name,
             "network": asdict(self.network),
+            "hosts": [h.to_dict() for h in self.hosts],
             "iocs": [i.to_dict() for i in self.iocs],
         }
 

@@ -1,0 +1,79 @@
+"""Field checkers shared by the fleet-file validators: each adds `FILE:LINE: field: problem — fix` lines."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+# Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+; we also keep them short enough for labels and
+# Kubernetes object names once the fleet name is prepended.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class Problems:
+    """Collects problems with the file and line they refer to."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, line: int, field: str, problem: str, fix: str) -> None:
+        self.lines.append(f"{self.source}:{line}: {field}: {problem} — {fix}")
+
+
+def line_of(container, key) -> int:
+    getter = getattr(container, "line_of", None)
+    return getter(key) if getter else 0
+
+
+def type_name(value) -> str:
+    names = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "list"), (dict, "mapping"))
+    if value is None:
+        return "null"
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
+
+
+def unknown_keys(mapping: dict, known: tuple[str, ...], where: str, problems: Problems) -> None:
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            fix = f"did you mean `{close[0]}`?" if close else f"remove it; known keys: {', '.join(known)}"
+            problems.add(line_of(mapping, key), f"{where}{key}", "unknown key", fix)
+
+
+def check_name(mapping: dict, key: str, field: str, problems: Problems, required: bool) -> str:
+    value = mapping.get(key)
+    line = line_of(mapping, key)
+    if value is None:
+        if required:
+            problems.add(line, field, "missing", f"add `{key}: NAME` (letters, digits, _ . -)")
+        return ""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        problems.add(line, field, f"{value!r} is not a valid container name",
+                     "use 1-63 characters: a letter or digit, then letters, digits, _ . -")
+        return ""
+    return value
+
+
+def check_choice(mapping: dict, key: str, field: str, choices, default: str, problems: Problems) -> str:
+    value = mapping.get(key, default)
+    if value not in choices:
+        problems.add(line_of(mapping, key), field, f"{value!r} is not one of {', '.join(choices)}",
+                     f"use one of: {', '.join(choices)}")
+        return default
+    return value
+
+
+def check_int(mapping: dict, key: str, field: str, default: int, low: int, high: int, problems: Problems,
+         fix: str) -> int:
+    value = mapping.get(key, default)
+    line = line_of(mapping, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(line, field, f"expected an integer, got {type_name(value)} {value!r}", fix)
+        return default
+    if not low <= value <= high:
+        problems.add(line, field, f"{value} is out of range {low}..{high}", fix)
+        return default
+    return value
+
+
