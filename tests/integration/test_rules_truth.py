@@ -1,0 +1,375 @@
+"""The prediction-truth matrix: real caproto and softioc servers in a namespace vs `rules.predict`.
+
+Each scenario starts real servers (in order) inside the IOC namespace of a two-namespace lab, lists the
+sockets they really bound (`ss`), sends real CA searches with `probe.search` from the same host and from
+the client namespace, tries TCP connects to the advertised addresses, and compares all of it with the
+model: bound sockets, dead servers, per-round receivers, reach fractions (binomial band for 1/N) and
+TCP reachability. Scenarios run in parallel, each on its own port, in one module-scoped lab.
+
+Set IOCFLEET_EVIDENCE_DIR to write rules-truth.json and rules-truth.md (the table of
+docs/rules-evidence.md) from the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from labnet import Lab, LabProcess, make_lab, start_process
+from orchestrator import probe, rules
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+SERVERS = Path(__file__).parent / "servers"
+ROUNDS = 60
+WINDOW = 1.0  # seconds to collect replies per probe (all rounds at once)
+NOBODY = 65534
+BASE_PORT = 21000
+
+# path token -> (side, ((address token, port offset), ...))
+PATHS = {
+    "local-ip": ("ns", (("ip", 0),)),
+    "local-bcast": ("ns", (("bcast", 0),)),
+    "local-lo": ("ns", (("127.0.0.1", 0),)),
+    "local-lobcast": ("ns", (("127.255.255.255", 0),)),
+    "remote-ip": ("peer", (("ip", 0),)),
+    "remote-bcast": ("peer", (("bcast", 0),)),
+}
+DEFAULT_PATHS = tuple(PATHS)
+
+
+@dataclass(frozen=True)
+class Srv:
+    """One server of a scenario: runtime caproto/softioc, or `holder` (a plain socket, opts = its flags)."""
+
+    owner: str
+    runtime: str
+    intf: str = ""  # tokens: ip, bcast, lo, or literal addresses; space separated
+    uid: int = 0
+    port_offset: int = 0
+    opts: str = ""  # holder: none | reuseaddr | reuseport | both
+
+
+@dataclass(frozen=True)
+class Scenario:
+    sid: str
+    title: str
+    servers: tuple[Srv, ...]
+    paths: tuple[str, ...] = DEFAULT_PATHS
+    extra_paths: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...] = ()  # (token, side, dests)
+
+
+def S(sid, title, *servers, paths=DEFAULT_PATHS, extra=()):
+    return Scenario(sid, title, tuple(servers), paths, tuple(extra))
+
+
+cp = lambda o, intf="", **kw: Srv(o, "caproto", intf, **kw)  # noqa: E731
+si = lambda o, intf="", **kw: Srv(o, "softioc", intf, **kw)  # noqa: E731
+hold = lambda o, addr, opts: Srv(o, "holder", addr, opts=opts)  # noqa: E731
+
+SCENARIOS = [
+    # bind 0.0.0.0, 1-3 IOCs, both runtimes and mixed
+    S("cp1-any", "1 caproto, 0.0.0.0", cp("a")),
+    S("si1-any", "1 softioc, 0.0.0.0", si("a")),
+    S("cp2-any", "2 caproto, 0.0.0.0", cp("a"), cp("b")),
+    S("si2-any", "2 softioc, 0.0.0.0", si("a"), si("b")),
+    S("cp3-any", "3 caproto, 0.0.0.0", cp("a"), cp("b"), cp("c")),
+    S("si3-any", "3 softioc, 0.0.0.0", si("a"), si("b"), si("c")),
+    S("mix2-any", "caproto then softioc, 0.0.0.0", cp("a"), si("b")),
+    S("mix2-any-rev", "softioc then caproto, 0.0.0.0", si("a"), cp("b")),
+    S("mix3-any", "caproto, softioc, caproto, 0.0.0.0", cp("a"), si("b"), cp("c")),
+    # bind the interface IP
+    S("cp1-ip", "1 caproto, interface IP", cp("a", "ip")),
+    S("si1-ip", "1 softioc, interface IP (R10: also binds the broadcast)", si("a", "ip")),
+    S("cp2-ip", "2 caproto, interface IP", cp("a", "ip"), cp("b", "ip")),
+    S("si2-ip", "2 softioc, interface IP", si("a", "ip"), si("b", "ip")),
+    S("mix2-ip", "caproto + softioc, interface IP", cp("a", "ip"), si("b", "ip")),
+    # bind the broadcast address
+    S("cp1-bcast", "1 caproto, broadcast address (R6)", cp("a", "bcast")),
+    S("si1-bcast", "1 softioc, broadcast address", si("a", "bcast")),
+    S("cp2-bcast", "2 caproto, broadcast address", cp("a", "bcast"), cp("b", "bcast")),
+    S("si2-bcast", "2 softioc, broadcast address", si("a", "bcast"), si("b", "bcast")),
+    S("mix2-bcast", "caproto + softioc, broadcast address", cp("a", "bcast"), si("b", "bcast")),
+    # bind 127.0.0.1
+    S("cp1-lo", "1 caproto, 127.0.0.1", cp("a", "lo")),
+    S("si1-lo", "1 softioc, 127.0.0.1", si("a", "lo")),
+    S("cp2-lo", "2 caproto, 127.0.0.1", cp("a", "lo"), cp("b", "lo")),
+    S("si2-lo", "2 softioc, 127.0.0.1", si("a", "lo"), si("b", "lo")),
+    S("mix2-lo", "caproto + softioc, 127.0.0.1", cp("a", "lo"), si("b", "lo")),
+    # mixed binds on one port
+    S("cp-any-ip", "caproto 0.0.0.0 then caproto IP", cp("a"), cp("b", "ip")),
+    S("cp-ip-any", "caproto IP then caproto 0.0.0.0", cp("a", "ip"), cp("b")),
+    S("si-any-ip", "softioc 0.0.0.0 then softioc IP", si("a"), si("b", "ip")),
+    S("cp-any-bcast", "caproto 0.0.0.0 then caproto broadcast", cp("a"), cp("b", "bcast")),
+    S("cp-lo-any", "caproto 127.0.0.1 then caproto 0.0.0.0", cp("a", "lo"), cp("b")),
+    S("cp1-ipbcast", "1 caproto, IP + broadcast (the R6 fix)", cp("a", "ip bcast")),
+    S("cp2-ipbcast", "2 caproto, IP + broadcast", cp("a", "ip bcast"), cp("b", "ip bcast")),
+    S("mix-ipbcast", "caproto IP + broadcast, softioc IP", cp("a", "ip bcast"), si("b", "ip")),
+    # different UIDs (R2)
+    S("uid-cp", "caproto uid 0 then caproto uid 65534", cp("a"), cp("b", uid=NOBODY)),
+    S("uid-cp-rev", "caproto uid 65534 then caproto uid 0", cp("a", uid=NOBODY), cp("b")),
+    S("uid-si", "softioc uid 0 then softioc uid 65534", si("a"), si("b", uid=NOBODY)),
+    S("uid-mix", "softioc uid 0 then caproto uid 65534", si("a"), cp("b", uid=NOBODY)),
+    S("uid-3-newest", "caproto uid 0, 0, then 65534", cp("a"), cp("b"), cp("c", uid=NOBODY)),
+    S("uid-3-oldest", "caproto uid 65534, then 0, 0", cp("a", uid=NOBODY), cp("b"), cp("c")),
+    S("uid-ip", "softioc uid 0 then softioc uid 65534, interface IP", si("a", "ip"), si("b", "ip", uid=NOBODY)),
+    # port already held by a non-CA socket (R1)
+    S("hold-none-cp", "plain socket without reuse, then caproto", hold("h", "0.0.0.0", "none"), cp("a")),
+    S("hold-none-si", "plain socket without reuse, then softioc", hold("h", "0.0.0.0", "none"), si("a")),
+    S("si-hold-none", "softioc, then plain socket without reuse", si("a"), hold("h", "0.0.0.0", "none")),
+    S("si-hold-reuseport", "softioc, then a SO_REUSEPORT-only socket (R1: does rsrv set it?)",
+      si("a"), hold("h", "0.0.0.0", "reuseport")),
+    S("cp-hold-reuseport", "caproto, then a SO_REUSEPORT-only socket", cp("a"), hold("h", "0.0.0.0", "reuseport")),
+    S("cp-hold-reuseaddr", "caproto, then a SO_REUSEADDR-only socket", cp("a"), hold("h", "0.0.0.0", "reuseaddr")),
+    S("si-hold-reuseaddr", "softioc, then a SO_REUSEADDR-only socket", si("a"), hold("h", "0.0.0.0", "reuseaddr")),
+    # client address lists with several entries (R13, distinct-ports strategy)
+    S("dp-cp", "2 caproto on distinct ports, client lists ip:p1 ip:p2",
+      cp("a"), cp("b", port_offset=1),
+      paths=("remote-ip",), extra=(("remote-ip:p1+ip:p2", "peer", (("ip", 0), ("ip", 1))),
+                                   ("local-lo:p1+lo:p2", "ns", (("127.0.0.1", 0), ("127.0.0.1", 1))))),
+    S("dp-mix", "softioc + caproto on distinct ports, client lists ip:p1 ip:p2",
+      si("a"), cp("b", port_offset=1),
+      paths=("remote-ip",), extra=(("remote-ip:p1+ip:p2", "peer", (("ip", 0), ("ip", 1))),)),
+    S("shared-bcast+ip", "3 IOCs shared port, client lists broadcast + IP", cp("a"), si("b"), cp("c"),
+      paths=(), extra=(("remote-bcast+ip", "peer", (("bcast", 0), ("ip", 0))),
+                       ("local-ip+lobcast", "ns", (("ip", 0), ("127.255.255.255", 0))))),
+]
+
+
+def resolve(token: str, lab: Lab) -> str:
+    return {"ip": lab.ns_addr, "bcast": lab.broadcast, "lo": "127.0.0.1"}.get(token, token)
+
+
+def intf_list(srv: Srv, lab: Lab) -> str:
+    return " ".join(resolve(t, lab) for t in srv.intf.split())
+
+
+def server_env(lab: Lab, port: int, intf: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+    env.update({
+        "EPICS_CA_SERVER_PORT": str(port), "EPICS_CAS_SERVER_PORT": str(port),
+        "EPICS_CAS_INTF_ADDR_LIST": intf,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO", "EPICS_CAS_BEACON_ADDR_LIST": lab.broadcast,
+        "EPICS_CAS_BEACON_PORT": str(port + 9),
+        "EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": lab.broadcast,
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def pv(owner: str) -> str:
+    return f"T:{owner}"
+
+
+def model_sockets(sc: Scenario, lab: Lab, port: int) -> list[rules.Socket]:
+    out: list[rules.Socket] = []
+    for s in sc.servers:
+        p = port + s.port_offset
+        if s.runtime == "holder":
+            out.append(rules.Socket(s.owner, "holder", s.intf, p, reuse=s.opts in ("reuseaddr", "both"),
+                                    uid=s.uid, reuseport=s.opts in ("reuseport", "both")))
+        else:
+            out += rules.server_sockets(s.runtime, intf_list(s, lab), p, s.owner, s.uid, lab.interfaces())
+    return out
+
+
+SS_LINE = re.compile(r"(\S+):(\d+)\s+\S+\s+users:\(\(\"[^\"]*\",pid=(\d+)")
+
+
+def bound_in_ns(lab: Lab, proto: str, ports: set[int], pid_owner: dict[int, str]) -> set[tuple[str, str, int]]:
+    """(owner, address, port) of every socket on `ports` in the IOC namespace, from `ss`."""
+    flag = "-ulnpH" if proto == "udp" else "-tlnpH"
+    text = subprocess.run(lab.argv(["ss", flag]), capture_output=True, text=True, timeout=10).stdout
+    out = set()
+    for line in text.splitlines():
+        m = SS_LINE.search(line)
+        if m and int(m.group(2)) in ports and int(m.group(3)) in pid_owner:
+            out.add((pid_owner[int(m.group(3))], m.group(1), int(m.group(2))))
+    return out
+
+
+def tcp_connect(lab: Lab, side: str, addr: tuple[str, int]) -> bool:
+    sock = lab.socket(side, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+@dataclass
+class Outcome:
+    sid: str
+    title: str
+    checks: list[dict] = field(default_factory=list)  # each: what, predicted, measured, agree
+    logs: dict[str, str] = field(default_factory=dict)
+
+    def check(self, what: str, predicted, measured, agree: bool | None = None) -> None:
+        ok = (predicted == measured) if agree is None else agree
+        self.checks.append({"what": what, "predicted": predicted, "measured": measured, "agree": bool(ok)})
+
+    @property
+    def agree(self) -> bool:
+        return all(c["agree"] for c in self.checks)
+
+
+def run_scenario(sc: Scenario, index: int, lab: Lab) -> Outcome:
+    port = BASE_PORT + 20 * index
+    out = Outcome(sc.sid, sc.title)
+    procs: list[tuple[Srv, LabProcess]] = []
+    try:
+        for s in sc.servers:
+            p = port + s.port_offset
+            if s.runtime == "holder":
+                argv = [sys.executable, str(SERVERS / "udp_holder.py"), s.intf, str(p), s.opts]
+            else:
+                argv = [sys.executable, str(SERVERS / f"{s.runtime}_server.py"), pv(s.owner), "T:shared"]
+            procs.append((s, start_process(lab, "ns", argv, server_env(lab, p, intf_list(s, lab)), uid=s.uid)))
+        sockets = model_sockets(sc, lab, port)
+        ports = {port + s.port_offset for s in sc.servers}
+        pid_owner = {p.pid: s.owner for s, p in procs if p.pid}
+        live = rules.live_sockets(sockets)
+        # 1. which servers started, and which UDP sockets they really bound
+        out.check("servers up", sorted({s.owner for s in live}),
+                  sorted(s.owner for s, p in procs if p.ready and p.exit_code() is None))
+        out.check("udp binds", sorted(f"{s.owner} {s.bind}:{s.port}" for s in live),
+                  sorted(f"{o} {a}:{p}" for o, a, p in bound_in_ns(lab, "udp", ports, pid_owner)))
+        tcp_model = {s.owner: rules.tcp_listen_addresses(s.runtime, intf_list(s, lab))
+                     for s in sc.servers if s.runtime != "holder" and s.owner in pid_owner.values()}
+        tcp_seen = bound_in_ns(lab, "tcp", set(range(1, 65536)), pid_owner)
+        out.check("tcp listen addresses", sorted(f"{o} {a}" for o, addrs in tcp_model.items() for a in addrs
+                                                 if o in {s.owner for s in live}),
+                  sorted(f"{o} {a}" for o, a, _ in tcp_seen))
+        # 2. searches on every path, all at once
+        paths = [(t, *PATHS[t]) for t in sc.paths] + list(sc.extra_paths)
+        ca_owners = [s.owner for s in sc.servers if s.runtime != "holder"]
+        names = [pv(o) for o in ca_owners] + ["T:shared"]
+
+        def do_probe(path):
+            token, side, dests = path
+            addrs = [(resolve(a, lab), port + off) for a, off in dests]
+            return path, addrs, probe.search(names, addrs, rounds=ROUNDS, timeout=WINDOW,
+                                             socket_factory=lab.socket_factory(side))
+
+        with ThreadPoolExecutor(max_workers=len(paths) or 1) as pool:
+            results = list(pool.map(do_probe, paths))
+        for (token, side, _), addrs, res in results:
+            sender = rules.LOCAL if side == "ns" else lab.ns_veth
+            predicted = rules.reach(addrs, sockets, lab.interfaces(), sender)
+            per_round = {r: set() for r in range(ROUNDS)}
+            for rep in res.replies:
+                for o in ca_owners:
+                    if rep.name == pv(o):
+                        per_round[rep.round].add(o)
+            counts = {o: sum(o in got for got in per_round.values()) for o in ca_owners}
+            agree = True
+            for o in ca_owners:
+                p = predicted.get(o, 0.0)
+                if p in (0.0, 1.0):
+                    agree &= counts[o] == round(p * ROUNDS)
+                else:
+                    lo, hi = probe.binomial_band(ROUNDS, p)
+                    agree &= lo <= counts[o] <= hi
+            single = [rules.predict(sockets, rules.Datagram(a, pt, sender), lab.interfaces()) for a, pt in addrs]
+            if len(single) == 1 and single[0].kind == "one-of" and all(
+                    o in ca_owners for o in single[0].receivers):
+                agree &= all(len(got) == 1 for got in per_round.values())
+            label = "+".join(f"{a}:{pt}" for a, pt in addrs)
+            out.check(f"{token} ({label}) reach",
+                      {o: round(predicted.get(o, 0.0), 3) for o in ca_owners},
+                      {o: round(counts[o] / ROUNDS, 3) for o in ca_owners}, agree)
+            if len(single) == 1:
+                out.checks[-1]["kind"] = single[0].kind
+                out.checks[-1]["rules"] = list(single[0].rules)
+            # duplicates (R14): how many replies one server sends for one search
+            dup = {o: max((sum(1 for r in res.replies if r.name == pv(o) and r.round == k)
+                           for k in range(ROUNDS)), default=0) for o in ca_owners}
+            out.checks[-1]["answers_per_search"] = dup
+            # 3. TCP connect to the advertised address of each answering server (R6)
+            for o in ca_owners:
+                first = next((r for r in res.replies if r.name == pv(o)), None)
+                if first is None:
+                    continue
+                want = rules.tcp_connect_ok(tcp_model.get(o, ()), first.server_ip)
+                got = tcp_connect(lab, side, first.server)
+                out.check(f"{token} tcp {o} -> {first.server_ip}:{first.tcp_port}", want, got)
+    finally:
+        for s, p in procs:
+            out.logs[s.owner] = p.stop()[-600:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    started = time.monotonic()
+    with make_lab(peer_in_namespace=True, tag="t") as lab:
+        with ThreadPoolExecutor(max_workers=int(os.environ.get("IOCFLEET_MATRIX_WORKERS", "6"))) as pool:
+            outcomes = list(pool.map(lambda ia: run_scenario(ia[1], ia[0], lab), enumerate(SCENARIOS)))
+    elapsed = time.monotonic() - started
+    results = {o.sid: o for o in outcomes}
+    write_evidence(outcomes, elapsed, lab)
+    return results
+
+
+def write_evidence(outcomes: list[Outcome], elapsed: float, lab: Lab) -> None:
+    target = os.environ.get("IOCFLEET_EVIDENCE_DIR")
+    if not target:
+        return
+    path = Path(target)
+    path.mkdir(parents=True, exist_ok=True)
+    data = {"elapsed_s": round(elapsed, 1), "rounds": ROUNDS, "subnet": lab.subnet, "ns_addr": lab.ns_addr,
+            "scenarios": [{"sid": o.sid, "title": o.title, "agree": o.agree, "checks": o.checks,
+                           **({"logs": o.logs} if not o.agree else {})} for o in outcomes]}
+    (path / "rules-truth.json").write_text(json.dumps(data, indent=1))
+    (path / "rules-truth.md").write_text(render_markdown(data))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}={v[k]:g}" if isinstance(v[k], (int, float)) else f"{k}={v[k]}" for k in v) or "-"
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "-"
+    return str(v)
+
+
+def render_markdown(data: dict) -> str:
+    """The evidence table: one row per check (scenario, check, prediction, measured, agree)."""
+    lines = [f"Run: {len(data['scenarios'])} scenarios, {sum(len(s['checks']) for s in data['scenarios'])} checks, "
+             f"{data['rounds']} rounds per search path, {data['elapsed_s']} s. Subnet {data['subnet']} "
+             f"(IOC host {data['ns_addr']}).", "",
+             "| scenario | check | prediction | measured | agree |", "|---|---|---|---|---|"]
+    for s in data["scenarios"]:
+        for c in s["checks"]:
+            pred = _fmt(c["predicted"]) + (f" ({c['kind']}; {' '.join(c['rules'])})" if "kind" in c else "")
+            meas = _fmt(c["measured"])
+            if max(c.get("answers_per_search", {}).values(), default=1) > 1:
+                meas += f"; answers/search {_fmt(c['answers_per_search'])}"
+            lines.append(f"| {s['sid']} | {c['what']} | {pred} | {meas} | {'yes' if c['agree'] else '**NO**'} |")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("sid", [s.sid for s in SCENARIOS])
+def test_prediction_matches_kernel(matrix, sid):
+    outcome = matrix[sid]
+    bad = [c for c in outcome.checks if not c["agree"]]
+    assert outcome.checks and not bad, json.dumps({"disagree": bad, "logs": outcome.logs}, indent=1)
+
+
+def test_matrix_is_large_enough():
+    assert len(SCENARIOS) >= 40
+    assert len({s.sid for s in SCENARIOS}) == len(SCENARIOS)
