@@ -133,6 +133,115 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
         sys.exit(EXIT_FINDINGS)
 
 
+_BACKEND = click.Choice(["auto", "docker", "process"])
+
+
+@cli.command()
+@_plan_options
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+              help="docker: containers with host networking; process: local processes; auto: docker if it answers.")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=60, show_default=True,
+              help="Seconds to wait for every PV to answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stable keys).")
+@click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
+@click.option("--force", is_flag=True, help="Start even with error findings.")
+@click.option("--keep-on-failure", is_flag=True, help="Leave started IOCs running when `up` fails.")
+def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure) -> None:
+    """Start the fleet and wait until every PV is connectable through the printed client settings."""
+    from .render import diff_text, progress_printer, up_text
+    from .service import up_fleet
+
+    progress = progress_printer(sys.stderr, not as_json)
+    result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress)
+    if as_json:
+        click.echo(_json(result.to_dict()))
+    else:
+        click.echo(diff_text(result) if dry_run else up_text(result))
+
+
+def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
+    from .service import fleet_name_of
+
+    return fleet_name_of(fleet, fleet_name)
+
+
+@cli.command()
+@click.argument("fleet", required=False)
+@click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(fleet, fleet_name, backend, as_json) -> None:
+    """Show every IOC of a fleet: state, exit code, restarts, TCP port."""
+    from .backends import select
+    from .render import status_text
+
+    name = _fleet_name(fleet, fleet_name)
+    chosen = select(backend)
+    instances = chosen.instances(name)
+    if as_json:
+        click.echo(_json({"fleet": name, "backend": chosen.name, "iocs": [i.to_dict() for i in instances]}))
+    else:
+        click.echo(status_text(name, chosen.name, instances))
+
+
+@cli.command()
+@click.argument("fleet")
+@click.argument("ioc")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.option("--tail", type=click.IntRange(1), default=None, help="Only the last N lines.")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+def logs(fleet, ioc, follow, tail, backend) -> None:
+    """Print an IOC's log (FLEET is the fleet file or its name)."""
+    from .backends import select
+    from .lifecycle import find
+
+    chosen = select(backend)
+    instance = find(chosen, _fleet_name(fleet, None), ioc)
+    if follow:
+        for line in chosen.follow(instance):
+            click.echo(line)
+    else:
+        click.echo("\n".join(chosen.logs(instance, tail)))
+
+
+@cli.command()
+@click.argument("fleet")
+@click.argument("ioc")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+def restart(fleet, ioc, backend) -> None:
+    """Restart one IOC of a running fleet."""
+    from .backends import select
+    from .lifecycle import find
+    from .statedir import fleet_lock
+
+    chosen = select(backend)
+    name = _fleet_name(fleet, None)
+    with fleet_lock(name, "restart"):
+        instance = chosen.restart(find(chosen, name, ioc))
+    click.echo(f"{instance.name}: {instance.state}")
+
+
+@cli.command()
+@click.argument("fleet", required=False)
+@click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def down(fleet, fleet_name, backend, as_json) -> None:
+    """Remove every IOC of the fleet, found by label/state, even if the fleet file changed or is gone."""
+    from . import lifecycle
+    from .backends import select
+    from .statedir import fleet_lock
+
+    name = _fleet_name(fleet, fleet_name)
+    chosen = select(backend)
+    with fleet_lock(name, "down"):
+        removed = lifecycle.down(chosen, name)
+    if as_json:
+        click.echo(_json({"fleet": name, "backend": chosen.name, "removed": [i.name for i in removed]}))
+    else:
+        click.echo(f"fleet {name}: removed {len(removed)} instance(s) from {chosen.name}")
+
+
 def main() -> None:
     cli(prog_name="iocfleet")
 

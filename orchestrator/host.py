@@ -7,6 +7,7 @@ the plain data types of `hostmodel`, so everything downstream can be tested with
 from __future__ import annotations
 
 import errno
+import os
 import re
 import socket
 from collections.abc import Iterable
@@ -19,10 +20,14 @@ from .hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface
 _CONTAINER_ID = re.compile(r"(?:docker|libpod|crio|cri-containerd|containerd)[-/]([0-9a-f]{64})")
 
 
-def snapshot(extra_ports: Iterable[int] = ()) -> HostSnapshot:
-    """Inspect interfaces and CA port holders (5064, 5065 and `extra_ports`) right now."""
+def snapshot(extra_ports: Iterable[int] = (), as_uid: int | None = None) -> HostSnapshot:
+    """Inspect interfaces and CA port holders (5064, 5065 and `extra_ports`) right now.
+
+    `as_uid`: test reuse binds as this user (the IOCs' uid), since the kernel only lets sockets of
+    one uid share a port (R2). Default: the calling user.
+    """
     ports = sorted({CA_SERVER_PORT, CA_REPEATER_PORT, *extra_ports})
-    return HostSnapshot(interfaces(), default_interface(), tuple(holders_of(ports)))
+    return HostSnapshot(interfaces(), default_interface(), tuple(holders_of(ports, as_uid)))
 
 
 def interfaces() -> tuple[Interface, ...]:
@@ -73,7 +78,7 @@ def default_interface() -> str | None:
     return default[1] if default else None
 
 
-def holders_of(ports: Iterable[int]) -> list[PortHolder]:
+def holders_of(ports: Iterable[int], as_uid: int | None = None) -> list[PortHolder]:
     """Sockets bound to `ports` (UDP, and TCP listeners), with their process and a reuse test for UDP."""
     import psutil
 
@@ -95,7 +100,7 @@ def holders_of(ports: Iterable[int]) -> list[PortHolder]:
                 process=process,
                 uid=uid,
                 container=container_of(conn.pid),
-                reuse_ok=reuse_bind_ok(conn.laddr.ip, conn.laddr.port) if proto == "udp" else None,
+                reuse_ok=reuse_bind_ok(conn.laddr.ip, conn.laddr.port, as_uid) if proto == "udp" else None,
             )
         )
     return sorted(found, key=lambda h: (h.port, h.proto, h.address, h.pid or 0))
@@ -130,12 +135,37 @@ def container_id_from_cgroup(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def reuse_bind_ok(address: str, port: int) -> bool:
+def reuse_bind_ok(address: str, port: int, as_uid: int | None = None) -> bool | None:
     """Whether a UDP socket with SO_REUSEADDR|SO_REUSEPORT can join `address:port` now (R1, R2).
 
-    False means the holder bound without reuse, or runs as another user (R2), so another IOC of this
-    user could not share the port. The test socket exists for microseconds and is closed at once.
+    False means the holder bound without reuse, or runs as another user than `as_uid` (R2), so an IOC
+    of that user could not share the port. None: cannot tell (testing as another user needs root).
+    The test socket exists for microseconds and is closed at once.
     """
+    if as_uid is not None and as_uid != os.geteuid():
+        return _reuse_bind_ok_as(address, port, as_uid)
+    return _reuse_bind_ok(address, port)
+
+
+def _reuse_bind_ok_as(address: str, port: int, uid: int) -> bool | None:
+    """Run the reuse test in a forked child that switched to `uid` (root only)."""
+    if os.geteuid() != 0:
+        return None
+    pid = os.fork()
+    if pid == 0:  # child: no Python cleanup, just the answer as the exit status
+        code = 3
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            code = 0 if _reuse_bind_ok(address, port) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return {0: True, 1: False}.get(code)
+
+
+def _reuse_bind_ok(address: str, port: int) -> bool:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -51,6 +51,7 @@ class PlannedIOC:
     command: tuple[str, ...] = ()
     user: str | None = None
     limits: Limits = field(default_factory=Limits)
+    restart: str = "on-failure"
 
     @property
     def pv_names(self) -> tuple[str, ...]:
@@ -76,6 +77,7 @@ class PlannedIOC:
             "image": self.image,
             "command": list(self.command),
             "user": self.user,
+            "restart": self.restart,
         }
 
 

@@ -186,6 +186,14 @@ def _runtime_notes(expanded, strategy: str, iface: Interface | None, say) -> Non
         say("R10", "`image` IOCs are assumed to honour the EPICS_CAS_* variables like EPICS base (rsrv).")
 
 
+def _pv_payload(pv) -> dict:
+    """A PV as the IOC programs read it (ioc_images/common); `writable` only when false."""
+    data = pv.to_dict()
+    if data.pop("writable"):
+        return data
+    return {**data, "writable": False}
+
+
 def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str, binds: tuple[str, ...],
              beacon: str, client_env) -> PlannedIOC:
     env = (
@@ -201,11 +209,11 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str, bin
         ("EPICS_CA_ADDR_LIST", dict(client_env)["EPICS_CA_ADDR_LIST"]),
     )
     if ioc.runtime != "image":
-        payload = {"name": name, "prefix": prefix, "pvs": [p.to_dict() for p in ioc.pvs]}
+        payload = {"name": name, "prefix": prefix, "pvs": [_pv_payload(p) for p in ioc.pvs]}
         env += (("IOCFLEET_IOC", json.dumps(payload, separators=(",", ":"))),)
     env += ioc.env
     return PlannedIOC(
         name=name, runtime=ioc.runtime, prefix=prefix, declared_as=ioc.name, udp_port=port,
         tcp_port=port if strategy != "shared-port" else None, bind=binds, env=env, pvs=ioc.pvs,
-        image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits,
+        image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits, restart=ioc.restart,
     )

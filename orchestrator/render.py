@@ -66,3 +66,63 @@ def plan_text(planned, explain: bool) -> str:
         out += [f"  [{d.rule}] {d.text}" for d in plan.decisions]
     out += ["", "findings:", findings_text(planned.findings)]
     return "\n".join(out)
+
+
+def progress_printer(stream, enabled: bool):
+    """A progress callback for long work: event lines, and a ready count that rewrites itself on a TTY."""
+    if not enabled:
+        return None
+    tty = stream.isatty()
+    last = {"count": None}
+
+    def show(event) -> None:
+        counts = getattr(event, "counts", None)
+        if counts is None:
+            if tty and last["count"] is not None:
+                stream.write("\n")
+                last["count"] = None
+            stream.write(f"{event}\n")
+        else:
+            done, total = counts()
+            if (done, total) == last["count"]:
+                return
+            last["count"] = (done, total)
+            text = f"waiting for PVs: {done}/{total} answered ({event.elapsed:.1f} s)"
+            stream.write(("\r" + text) if tty else text + "\n")
+        stream.flush()
+
+    return show
+
+
+def up_text(result) -> str:
+    data = result.to_dict()
+    rows = [(i["name"], i["runtime"], i["state"], i["tcp_port"], f"{i['pvs_ready']}/{i['pvs_total']}")
+            for i in data["iocs"]]
+    d = result.diff
+    out = [f"fleet {result.fleet} on {result.backend}: {len(d.create)} created, {len(d.replace)} replaced, "
+           f"{len(d.keep)} unchanged, {len(d.remove)} removed", "",
+           table(("ioc", "runtime", "state", "tcp port", "pvs ready"), rows), "",
+           "client settings (paste into a shell, then e.g. `caget NAME`):", export_lines(result.client_env)]
+    notable = [f for f in result.findings if f.severity != "info"]
+    if notable:
+        out += ["", findings_text(notable)]
+    return "\n".join(out)
+
+
+def diff_text(result) -> str:
+    d = result.diff
+    lines = [f"fleet {result.fleet} on {result.backend} (dry run):"]
+    for verb, names in (("create", d.create), ("replace", d.replace), ("keep", d.keep), ("remove", d.remove)):
+        lines += [f"  {verb:8} {n}" for n in names]
+    if d.empty:
+        lines.append("  nothing to change")
+    return "\n".join(lines)
+
+
+def status_text(fleet: str, backend: str, instances) -> str:
+    if not instances:
+        return f"fleet {fleet}: nothing running on {backend}"
+    rows = [(i.name, i.role, i.runtime, i.state, i.exit_code, i.restarts, i.tcp_port, i.pid,
+             (i.container or "")[:12]) for i in instances]
+    return f"fleet {fleet} on {backend}:\n" + table(
+        ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container"), rows)

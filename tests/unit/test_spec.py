@@ -139,3 +139,12 @@ def test_json_output_round_trips_the_fleet(tmp_path):
     data = json.loads(result.output)
     assert data["fleet"] == "lab"
     assert data["iocs"][0]["pvs"][0]["sim"] == "sine"
+
+
+def test_yaml_1_1_booleans_stay_strings():
+    text = _ioc("- name: a\n  prefix: 'A:'\n  pvs: [{name: E, type: enum, enum_strings: [Off, On], value: On}, {name: S, type: str, value: no}]\n")
+    fleet = spec.parse(text, "norway.yaml")
+    enum, string = fleet.iocs[0].pvs
+    assert enum.enum_strings == ("Off", "On") and enum.value == "On"
+    assert string.value == "no"
+    assert spec.parse(_ioc("- name: a\n  prefix: 'A:'\n  pvs: [{name: W, writable: false}]\n")).iocs[0].pvs[0].writable is False
