@@ -373,3 +373,41 @@ def test_prediction_matches_kernel(matrix, sid):
 def test_matrix_is_large_enough():
     assert len(SCENARIOS) >= 40
     assert len({s.sid for s in SCENARIOS}) == len(SCENARIOS)
+
+
+CLIENT_CODE = {
+    # caproto's sync client; repeater=False so no repeater process is spawned
+    "caproto": "import sys, caproto.sync.client as c; print(c.read(sys.argv[1], timeout=3, repeater=False).data[0])",
+    # pyepics over libca (EPICS base)
+    "libca": "import sys, epics; v = epics.caget(sys.argv[1], timeout=3); print(v); sys.exit(v is None)",
+}
+
+
+@pytest.fixture(scope="module")
+def distinct_ports():
+    """A caproto and a softioc IOC on distinct ports in one namespace, for client address-list checks."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    with make_lab(peer_in_namespace=True, tag="c") as lab:
+        port = BASE_PORT - 100
+        procs = [start_process(lab, "ns", [sys.executable, str(SERVERS / f"{rt}_server.py"), f"R13:{rt}"],
+                               server_env(lab, port + i, "")) for i, rt in enumerate(("caproto", "softioc"))]
+        try:
+            assert all(p.ready for p in procs)
+            yield lab, port
+        finally:
+            for p in procs:
+                p.stop()
+
+
+@pytest.mark.parametrize("client", sorted(CLIENT_CODE))
+@pytest.mark.parametrize("runtime", ["caproto", "softioc"])
+def test_client_accepts_host_port_entries(distinct_ports, client, runtime):
+    """R13: EPICS_CA_ADDR_LIST="ip:p1 ip:p2" reaches IOCs on distinct ports, from a remote client."""
+    lab, port = distinct_ports
+    env = server_env(lab, port, "")
+    env["EPICS_CA_ADDR_LIST"] = f"{lab.ns_addr}:{port} {lab.ns_addr}:{port + 1}"
+    env["EPICS_CA_SERVER_PORT"] = "5064"  # the default port must not matter when entries carry one
+    done = subprocess.run(lab.argv([sys.executable, "-c", CLIENT_CODE[client], f"R13:{runtime}"], "peer"),
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "0.0", done.stdout + done.stderr[-500:]
