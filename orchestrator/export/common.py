@@ -24,8 +24,10 @@ BUILT_RUNTIMES = ("caproto", "softioc")
 
 # Health checks read `<prefix>HEARTBEAT` over CA from inside the IOC's container, with the container's
 # own (planned) EPICS_CA_* settings. No `$` anywhere: compose and swarm would interpolate it.
-# caproto: its sync client; repeater=False so a health check never spawns a repeater (R12).
-CAPROTO_HEALTH = "import sys; from caproto.sync.client import read; read(sys.argv[1], timeout=3, repeater=False)"
+# caproto: its sync client; repeater=False so a health check never spawns a repeater (R12). It names
+# the client with getpass.getuser(), which fails for a UID without a passwd entry (IOC_UID): set USER.
+CAPROTO_HEALTH = ("import os, sys; os.environ.setdefault('USER', 'iocfleet'); "
+                  "from caproto.sync.client import read; read(sys.argv[1], timeout=3, repeater=False)")
 # softioc: libca from epicscorelibs (the image has no caproto); 1 is ECA_NORMAL, 5 is DBR_LONG.
 LIBCA_HEALTH = (
     "import ctypes, sys; from epicscorelibs.path import get_lib; ca = ctypes.CDLL(get_lib('ca')); "
