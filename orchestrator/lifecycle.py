@@ -112,17 +112,20 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
     if dry_run:
         return result
     to_start = [i for i in plan.iocs if i.name in changes.create or i.name in changes.replace]
-    started: list[Instance] = []
+    # Rollback removes by name whatever exists of these, so an instance whose start was interrupted
+    # half-way (created by the engine, not yet returned to us) goes too.
+    starting = {i.name for i in to_start}
     with _interrupt_on_sigterm():
         try:
             backend.prepare(to_start, progress=_event(progress))
             for name in changes.remove + changes.replace:
                 backend.remove(next(i for i in actual if i.name == name and i.role == "ioc"))
             if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
-                started.append(backend.start_repeater(plan.fleet, plan.repeater.port))
+                starting.add(REPEATER)
+                backend.start_repeater(plan.fleet, plan.repeater.port)
             for ioc in to_start:
                 _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
-                started.append(backend.start(plan.fleet, ioc, hashes[ioc.name]))
+                backend.start(plan.fleet, ioc, hashes[ioc.name])
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -132,8 +135,9 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             return result
         except BaseException:
             if not keep_on_failure:
-                for inst in started:
-                    backend.remove(inst)
+                for inst in backend.instances(plan.fleet):
+                    if inst.name in starting:
+                        backend.remove(inst)
             raise
 
 
