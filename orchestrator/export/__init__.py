@@ -1,9 +1,13 @@
 """Export a Plan as files other tools run: a compose file, a swarm stack, Kubernetes manifests.
 
 Pure functions from plans to plain data and YAML text; nothing here talks to Docker or a cluster.
+`images` (an ImageInfo) defaults to the tags and hardening of `orchestrator.images`.
 """
 
 from .common import ImageInfo, plan_hash
 from .compose import compose_dict, compose_yaml
+from .k8s import manifests, manifests_yaml
+from .swarm import stack_dict, stack_yaml
 
-__all__ = ["ImageInfo", "plan_hash", "compose_dict", "compose_yaml"]
+__all__ = ["ImageInfo", "plan_hash", "compose_dict", "compose_yaml", "stack_dict", "stack_yaml", "manifests",
+           "manifests_yaml"]

@@ -157,19 +157,32 @@ def escape_dollars(value):
     return value
 
 
-def to_yaml(data, header: str = "") -> str:
-    """Deterministic YAML: insertion order kept, long strings never folded."""
+def _dumper():
     import yaml
 
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1 << 20, allow_unicode=True)
+    class NoAliasDumper(yaml.SafeDumper):
+        """Writes a mapping shared by two places twice instead of as an anchor and alias."""
+
+        def ignore_aliases(self, data) -> bool:
+            return True
+
+    return NoAliasDumper
+
+
+def to_yaml(data, header: str = "") -> str:
+    """Deterministic YAML: insertion order kept, long strings never folded, no anchors."""
+    import yaml
+
+    text = yaml.dump(data, Dumper=_dumper(), sort_keys=False, default_flow_style=False, width=1 << 20,
+                     allow_unicode=True)
     return header + text
 
 
 def to_yaml_documents(documents: list, header: str = "") -> str:
     import yaml
 
-    text = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=1 << 20,
-                              allow_unicode=True, explicit_start=True)
+    text = yaml.dump_all(documents, Dumper=_dumper(), sort_keys=False, default_flow_style=False, width=1 << 20,
+                         allow_unicode=True, explicit_start=True)
     return header + text
 
 
