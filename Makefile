@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/iocfleet interfaces
-	$(BIN)/iocfleet validate examples/demo.yaml
+	$(BIN)/iocfleet plan examples/demo.yaml --explain
+	$(BIN)/iocfleet up examples/demo.yaml
+	@echo
+	@echo "== reading two PVs with exactly the printed client settings"
+	eval "$$($(BIN)/iocfleet env examples/demo.yaml)" && $(BIN)/caproto-get DEMO:MTR:POS DEMO:DET:COUNTS
+	@echo
+	@echo "The demo fleet keeps running. Look at it:  $(BIN)/iocfleet status examples/demo.yaml"
+	@echo "Stop it:                                   $(BIN)/iocfleet down examples/demo.yaml"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
