@@ -330,6 +330,15 @@ def reply_source(bind: str, client_ip: str, interfaces: Sequence[Interface]) -> 
     return ANY
 
 
+def answers_per_search(runtime: str, udp_sockets: int) -> int:
+    """How many replies one server sends to one search it receives (R14: the same IOC may answer twice).
+
+    caproto answers from every UDP socket it bound (so "IP + broadcast" answers twice, same TCP
+    port); rsrv answers once.
+    """
+    return max(1, udp_sockets) if runtime == "caproto" else 1
+
+
 def tcp_connect_ok(listen_addresses: Iterable[str], server_ip: str) -> bool:
     """Whether a TCP connect to `server_ip` reaches a listener bound to one of `listen_addresses` (R6)."""
     return any(a in (ANY, server_ip) for a in listen_addresses)
