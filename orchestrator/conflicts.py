@@ -49,6 +49,11 @@ def _interface(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:
     if not iface.ipv4:
         out.append(Finding("interface-missing", ERROR, f"interface {name} has no IPv4 address",
                            f"add an address (ip addr add ... dev {name}) or choose another interface", "R5", (name,)))
+    if iface.loopback and plan.clients in ("subnet", "routed"):
+        out.append(Finding("loopback-remote-clients", ERROR,
+                           f"clients are `{plan.clients}`, but interface {name} is loopback: no other host can reach it",
+                           "serve on a network interface (--interface NAME), or set network.clients: same-host",
+                           "R7", (name,)))
     if plan.strategy == "shared-port" and not iface.loopback and not iface.broadcasts():
         out.append(Finding("interface-no-broadcast", ERROR,
                            f"shared-port needs broadcast, and interface {name} has no broadcast address",
