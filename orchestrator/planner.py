@@ -125,24 +125,39 @@ def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: s
     return "shared-port"
 
 
-def _bind_addresses(strategy: str, iface: Interface | None, address: str | None, say) -> tuple[str, ...]:
-    if strategy == "shared-port":
-        say("R4", "Bind 0.0.0.0: a socket bound to the wildcard hears broadcasts to the interface, which is "
-                  "how one search reaches every IOC.")
-        say("R5", "Not the interface IP: a specific-IP bind hears no broadcast, so only unicast, "
-                  "load-balanced to one IOC per search (R3).")
-        say("R6", "Not the broadcast address: such a bind hears no unicast, and caproto would bind its TCP "
-                  "listener there too, where clients cannot connect.")
-        return (ANY,)
+def _bind_addresses(strategy: str, iface: Interface | None, address: str | None, say) -> dict[str, tuple[str, ...]]:
+    """EPICS_CAS_INTF_ADDR_LIST per runtime (rsrv and caproto bind differently: R6, R10)."""
     if address is None:
-        return (ANY,)
+        return _same_for_all((ANY,))
+    broadcast = iface.broadcasts()[0] if iface is not None and iface.broadcasts() else None
+    if strategy == "shared-port" and (iface is None or iface.loopback or broadcast is None):
+        say("R4", "Bind 0.0.0.0: a wildcard socket hears broadcasts, which is how one search reaches every IOC; "
+                  "on loopback it is the only bind where both runtimes hear 127.255.255.255 (rsrv adds no "
+                  "broadcast socket for 127.0.0.1, R10).")
+        say("R5", "Not 127.0.0.1 or the interface IP alone: a specific-IP bind hears no broadcast, only "
+                  "unicast, load-balanced to one IOC per search (R3).")
+        say("R6", "Not the broadcast address alone: such a bind hears no unicast, and the TCP listener would "
+                  "follow it to an address where clients cannot connect.")
+        return _same_for_all((ANY,))
+    if strategy == "shared-port":
+        say("R10", f"softioc (rsrv) IOCs bind {address}: rsrv adds the broadcast socket of {iface.name} itself, "
+                   f"so they hear unicast and broadcast there and nothing from other interfaces.")
+        say("R6", f"caproto IOCs bind {address} {broadcast}: the broadcast socket hears searches to "
+                  f"{broadcast}, TCP listens on {address} where clients connect (a bare broadcast bind would "
+                  "put TCP where no client can connect). caproto then answers some searches twice; that is "
+                  "one server, not a duplicate PV (R14).")
+        return {"caproto": (address, broadcast), "softioc": (address,), "image": (address,)}
     if iface is not None and iface.loopback:
         say("R7", f"Bind {address}: the IOCs serve this host only; each IOC owns its port, so unicast "
                   "reaches it without load balancing.")
     else:
         say("R5", f"Bind {address}: each IOC owns its port on interface {iface.name if iface else '?'}, "
                   "so unicast to that address reaches it, also from routed clients.")
-    return (address,)
+    return _same_for_all((address,))
+
+
+def _same_for_all(binds: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    return {"caproto": binds, "softioc": binds, "image": binds}
 
 
 def _ports(strategy: str, base: int, count: int, say) -> list[int]:
@@ -194,8 +209,9 @@ def _pv_payload(pv) -> dict:
     return {**data, "writable": False}
 
 
-def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str, binds: tuple[str, ...],
-             beacon: str, client_env) -> PlannedIOC:
+def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
+             binds_by_runtime: dict[str, tuple[str, ...]], beacon: str, client_env) -> PlannedIOC:
+    binds = binds_by_runtime[ioc.runtime]
     env = (
         ("EPICS_CAS_INTF_ADDR_LIST", " ".join(binds)),
         ("EPICS_CA_SERVER_PORT", str(port)),

@@ -126,3 +126,14 @@ def test_plan_json_has_the_stable_keys():
 
 def test_loopback_and_eth_fixtures_are_what_the_tests_assume():
     assert LO.broadcasts() == ("127.255.255.255",) and ETH.broadcasts() == ("198.51.100.255",)
+
+
+def test_shared_port_on_a_network_interface_restricts_each_runtime_to_it():
+    data = {"fleet": "t", "iocs": [{"name": "c", "runtime": "caproto", "prefix": "C:"},
+                                   {"name": "s", "runtime": "softioc", "prefix": "S:"}]}
+    p = planner.plan(spec.from_dict(data), host())
+    assert p.strategy == "shared-port"
+    assert p.ioc("c").bind == ("198.51.100.7", "198.51.100.255")  # R6: TCP on the IP, UDP also on the broadcast
+    assert p.ioc("s").bind == ("198.51.100.7",)  # R10: rsrv adds the broadcast socket itself
+    assert p.ioc("c").env_dict()["EPICS_CAS_INTF_ADDR_LIST"] == "198.51.100.7 198.51.100.255"
+    assert {"R6", "R10"} <= rules_cited(p)
