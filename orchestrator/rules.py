@@ -164,8 +164,8 @@ def bind_outcomes(sockets: Sequence[Socket]) -> tuple[BindOutcome, ...]:
     """Which sockets bind, in start order (R1, R2).
 
     A socket fails with EADDRINUSE if an earlier bound socket on the same port and an overlapping
-    address (equal, or either 0.0.0.0) lacks SO_REUSEADDR (or it does), unless both set SO_REUSEPORT
-    with the same UID. Different UIDs with SO_REUSEADDR on both still bind (R2: no error, no sharing).
+    address (equal, or either 0.0.0.0) exists and not both set SO_REUSEADDR, unless both set
+    SO_REUSEPORT with the same UID. Different UIDs with SO_REUSEADDR on both still bind (R2: no error, no sharing).
     """
     bound: list[Socket] = []
     out: list[BindOutcome] = []
