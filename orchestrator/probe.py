@@ -24,11 +24,11 @@ import socket
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import caproto as ca
 
-from .errors import ReadinessTimeout, UsageError
+from .errors import UsageError
 from .hostmodel import CA_SERVER_PORT
 
 MAX_ROUNDS = 256  # sockets open at once; also bounds the cid space below
@@ -217,29 +217,6 @@ def binomial_band(n: int, p: float, z: float = 4.0) -> tuple[int, int]:
 
     mean, sd = n * p, float(np.sqrt(n * p * (1 - p)))
     return max(0, int(np.floor(mean - z * sd))), min(n, int(np.ceil(mean + z * sd)))
-
-
-def wait_ready(
-    names: Iterable[str],
-    destinations: Sequence[Address],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.25,
-    socket_factory: Callable[[], socket.socket] = udp_socket,
-    clock: Callable[[], float] = time.monotonic,
-) -> ProbeResult:
-    """Search until every name has answered at least once; raise ReadinessTimeout with what was missing."""
-    missing = list(dict.fromkeys(names))
-    deadline = clock() + timeout
-    last = None
-    while True:
-        last = search(missing, destinations, timeout=interval, socket_factory=socket_factory, clock=clock)
-        missing = [n for n in missing if not last.select(n)]
-        if not missing:
-            return last
-        if clock() >= deadline:
-            raise ReadinessTimeout(f"{len(missing)} PV(s) not answering: {' '.join(missing[:10])}",
-                                   "probe", "check the IOC logs and the address list")
 
 
 def parse_addr(text: str) -> Address:

@@ -112,14 +112,6 @@ def test_search_collects_replies_per_round_with_an_injected_socket():
     assert not res.select("B") and not res.errors
 
 
-def test_wait_ready_reports_what_is_missing():
-    with pytest.raises(ReadinessTimeout, match="B"):
-        probe.wait_ready(["A", "B"], [("10.1.1.1", 5064)], timeout=0.0, interval=0.01,
-                         socket_factory=FakeServerSocket)
-    assert probe.wait_ready(["A"], [("10.1.1.1", 5064)], timeout=1, interval=0.01,
-                            socket_factory=FakeServerSocket).select("A")
-
-
 def test_cli_rejects_bad_usage(capsys):
     assert probe.main(["--addr", "127.0.0.1:28999", "--names", "A", "--repeat", "100000"]) == 2
     assert "iocfleet: error" in capsys.readouterr().err
