@@ -6,7 +6,7 @@ import caproto as ca
 import pytest
 
 from orchestrator import probe
-from orchestrator.errors import ReadinessTimeout, UsageError
+from orchestrator.errors import UsageError
 
 
 def test_search_datagram_is_a_version_request_and_one_search_per_name():
