@@ -130,12 +130,13 @@ def default_cache_dir(environ: dict | None = None) -> Path:
 def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = None,
                  offline: bool = False, progress: Progress | None = None, *,
                  cache_dir: Path | None = None, wheelhouse_dir: Path | None = None,
-                 mirror: str | None = None, client=None) -> list[BuiltImage]:
+                 mirror: str | None = None, force: bool = False, client=None) -> list[BuiltImage]:
     """Build (or find already built) the IOC image of each runtime; return them in order.
 
     `base_image`: a local or pullable image with python3.11 (default python:3.11-slim, falling back
     to a Debian base made with mmdebstrap). `offline`: never contact a container registry or a
-    package index; wheels must already be in the wheelhouse. Raises ImageBuildError naming the step.
+    package index; wheels must already be in the wheelhouse. `force`: rebuild without any cache (the
+    bootstrapped base included), as on a fresh host. Raises ImageBuildError naming the step.
     """
     for runtime in runtimes:
         _check_runtime(runtime)
@@ -144,10 +145,10 @@ def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = No
     cache = cache_dir or default_cache_dir()
     wheels_dir = wheelhouse_dir or cache / "wheels"
     client = client or _docker_client()
-    base_ref, base_id = _resolve_base(client, base_image, offline, mirror, cache, report)
+    base_ref, base_id = _resolve_base(client, base_image, offline, mirror, cache, report, force)
     built = []
     for runtime in runtimes:
-        built.append(_build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report))
+        built.append(_build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report, force))
     return built
 
 
@@ -170,11 +171,13 @@ def _local_image(client, ref: str):
         return None
 
 
-def _resolve_base(client, base_image, offline, mirror, cache, report) -> tuple[str, str]:
+def _resolve_base(client, base_image, offline, mirror, cache, report, force=False) -> tuple[str, str]:
     """The base image to build on, as (reference, id): local first, then pull, then bootstrap."""
     import docker.errors
     wanted = base_image or DEFAULT_BASE
     candidates = [wanted] if base_image else [DEFAULT_BASE, debian.base_tag()]
+    if force and not base_image:
+        candidates = []
     for ref in candidates:
         image = _local_image(client, ref)
         if image is not None:
@@ -217,11 +220,11 @@ def _bootstrap_base(client, mirror, cache, report) -> tuple[str, str]:
     return tag, client.images.get(tag).id
 
 
-def _build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report) -> BuiltImage:
+def _build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report, force=False) -> BuiltImage:
     started = time.monotonic()
     alias = inputs.source_tag(root, runtime)
     content = inputs.content_tag(root, runtime, base_id)
-    image = _local_image(client, content)
+    image = None if force else _local_image(client, content)
     if image is not None:
         current = _local_image(client, alias)
         if current is None or current.id != image.id:
@@ -239,21 +242,22 @@ def _build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, re
     with tempfile.TemporaryDirectory(prefix=f"iocfleet-{runtime}-") as scratch:
         ctx = context.assemble(Path(scratch) / "context", root, runtime, wheels)
         report(BuildEvent(runtime, "build", f"docker build {content} FROM {base_ref} (no network)"))
-        _docker_build(client, ctx, content, base_ref, labels, runtime, report)
+        _docker_build(client, ctx, content, base_ref, labels, runtime, report, nocache=force)
     image = client.images.get(content)
     image.tag(*alias.split(":"))
     _prune_install_stages(client)
+    _untag_superseded(client, alias, content)
     report(BuildEvent(runtime, "done", f"{alias} ({image.attrs.get('Size', 0) // 2**20} MiB)"))
     return _built(runtime, alias, content, image, base_ref, base_id, False, started,
                   tuple(w.name for w in wheels))
 
 
-def _docker_build(client, ctx, tag, base_ref, labels, runtime, report) -> None:
+def _docker_build(client, ctx, tag, base_ref, labels, runtime, report, nocache=False) -> None:
     last: list[str] = []
     try:
         stream = client.api.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base_ref,
                                   "IOC_UID": str(IOC_UID)}, labels=labels, network_mode="none",
-                                  rm=True, forcerm=True, pull=False, decode=True)
+                                  rm=True, forcerm=True, pull=False, nocache=nocache, decode=True)
         for chunk in stream:
             if "error" in chunk:
                 raise ImageBuildError(f"build step ({runtime}): {_ANSI.sub('', chunk['error']).strip()}",
@@ -277,6 +281,18 @@ def _prune_install_stages(client) -> None:
         client.images.prune(filters={"dangling": True, "label": f"{LABEL_PREFIX}.stage=install"})
     except Exception:
         pass  # leftovers cost disk space, not correctness; `docker image prune` clears them too
+
+
+def _untag_superseded(client, alias: str, content: str) -> None:
+    """Drop the tags of this source built on an older base; images still in use are kept by Docker."""
+    repository, source = alias.split(":")
+    for image in client.images.list(name=repository):
+        for tag in image.tags:
+            if tag.startswith(f"{alias}-") and tag != content:
+                try:
+                    client.images.remove(tag, noprune=False)
+                except Exception:
+                    pass  # in use by a container, or already gone
 
 
 def _check_base_python(client, base_ref: str) -> None:
