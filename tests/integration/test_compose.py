@@ -70,14 +70,13 @@ def loopback_fleet(name: str, base_port: int) -> spec.FleetSpec:
     return spec.from_dict({"fleet": name, "network": network, "iocs": iocs})
 
 
-def test_plan(name: str, base_port: int):
+def lo_plan(name: str, base_port: int):
     fleet = loopback_fleet(name, base_port)
     plan = planner.plan(fleet, loopback_only_snapshot(), interface="lo")
     assert plan.interface == "lo" and plan.client_env_dict()["EPICS_CA_ADDR_LIST"] == "127.255.255.255"
     return fleet, plan
 
 
-test_plan.__test__ = False  # a helper, not a test
 
 
 def fixed_images() -> ImageInfo:
@@ -87,7 +86,7 @@ def fixed_images() -> ImageInfo:
 
 @needs_compose
 def test_docker_compose_accepts_the_exported_file(tmp_path):
-    fleet, plan = test_plan("cmptest-config", 29100)
+    fleet, plan = lo_plan("cmptest-config", 29100)
     path = tmp_path / "compose.yaml"
     path.write_text(compose_yaml(plan, fleet, fixed_images()))
     result = subprocess.run([COMPOSE, "-f", str(path), "config"], capture_output=True, text=True, timeout=60)
@@ -216,7 +215,7 @@ def compose(project: str, path: Path, *args: str, timeout: float = 300) -> subpr
 def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(engine, ioc_images, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     name, project = f"cmptest-{suffix}", f"iocflcmp{suffix}"
-    fleet, plan = test_plan(name, free_base_port())
+    fleet, plan = lo_plan(name, free_base_port())
     path = tmp_path / "compose.yaml"
     path.write_text(compose_yaml(plan, fleet, ioc_images))
     try:
