@@ -56,17 +56,22 @@ def host_groups(spec: FleetSpec, local_name: str = LOCAL) -> dict[str, tuple[Hos
 
 
 def plan_hosts(spec: FleetSpec, local_snapshot: HostSnapshot, local_name: str = LOCAL,
-               strategy: str | None = None, ioc_uid: int | None = None) -> dict[str, Plan]:
-    """One Plan per host that runs IOCs, keyed by host name (this machine first, then declaration order)."""
+               strategy: str | None = None, interface: str | None = None,
+               ioc_uid: int | None = None) -> dict[str, Plan]:
+    """One Plan per host that runs IOCs, keyed by host name (this machine first, then declaration order).
+
+    `strategy` applies to every host; `interface` overrides the interface of this machine only.
+    """
     plans: dict[str, Plan] = {}
     for name, (host, iocs) in host_groups(spec, local_name).items():
         sub = dataclasses.replace(spec, iocs=iocs)
         if host is not None and host.address:
-            snapshot, interface = declared_snapshot(host), None
+            snapshot, wanted = declared_snapshot(host), None
         else:
-            snapshot = local_snapshot
-            interface = host.interface if host is not None and host.interface != "auto" else None
-        plans[name] = planner.plan(sub, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
+            snapshot, wanted = local_snapshot, interface
+            if wanted is None and host is not None and host.interface != "auto":
+                wanted = host.interface
+        plans[name] = planner.plan(sub, snapshot, strategy=strategy, interface=wanted, ioc_uid=ioc_uid)
     return plans
 
 

@@ -6,8 +6,9 @@ Pure functions from plans to plain data and YAML text; nothing here talks to Doc
 
 from .common import ImageInfo, plan_hash
 from .compose import compose_dict, compose_yaml
+from .files import KINDS, Exported, export_file
 from .k8s import manifests, manifests_yaml
 from .swarm import stack_dict, stack_yaml
 
-__all__ = ["ImageInfo", "plan_hash", "compose_dict", "compose_yaml", "stack_dict", "stack_yaml", "manifests",
+__all__ = ["KINDS", "Exported", "export_file", "ImageInfo", "plan_hash", "compose_dict", "compose_yaml", "stack_dict", "stack_yaml", "manifests",
            "manifests_yaml"]

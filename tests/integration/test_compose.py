@@ -234,3 +234,11 @@ def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(engine
     finally:
         compose(project, path, "down", "--timeout", "5", "--remove-orphans")
         remove_fleet_containers(engine, name)
+
+
+@needs_compose
+@pytest.mark.parametrize("example", ["demo.compose.yaml"])
+def test_example_compose_files_are_accepted(example):
+    path = Path(__file__).resolve().parents[2] / "compose" / example
+    result = subprocess.run([COMPOSE, "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,89 @@
+"""Export a fleet file: read it, inspect this host once, plan every host, render. The one I/O step.
+
+`export_file` is what `iocfleet export compose|swarm|k8s` calls; everything after the snapshot is the pure
+exporters of this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..hostmodel import HostSnapshot
+from ..planmodel import Finding, Plan
+from .common import ImageInfo
+
+KINDS = ("compose", "swarm", "k8s")
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The exported text, the plans it was made from (by host) and the findings of this host's plan."""
+
+    kind: str
+    text: str
+    plans: dict[str, Plan]
+    findings: tuple[Finding, ...]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "plans": {h: p.to_dict() for h, p in self.plans.items()},
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def export_file(kind: str, path: str | Path, *, strategy: str | None = None, interface: str | None = None,
+                host: str | None = None, node: str | None = None, namespace: str | None = None,
+                repeater: bool = True, snapshot: HostSnapshot | None = None,
+                images: ImageInfo | None = None) -> Exported:
+    """Export the fleet file at `path` as `kind` (compose, swarm or k8s).
+
+    compose and swarm describe one host: the fleet's only host, or `host`. k8s describes every host.
+    `node` is this machine's node name (default: its hostname); `snapshot` replaces inspecting it.
+    """
+    from .. import conflicts, multihost, spec
+    from .compose import compose_yaml
+    from .k8s import manifests_yaml
+    from .swarm import stack_yaml
+
+    if kind not in KINDS:
+        raise UsageError(f"unknown export kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
+    fleet = spec.load(path)
+    if snapshot is None:
+        from .. import host as hostinfo
+
+        count = sum(i.replicas for i in fleet.iocs)
+        base = fleet.network.base_port
+        snapshot = hostinfo.snapshot(extra_ports=range(base, min(base + count + 1, 65536)))
+    if node is None:
+        import socket
+
+        node = socket.gethostname()
+    plans = multihost.plan_hosts(fleet, snapshot, local_name=node, strategy=strategy, interface=interface)
+    info = images or ImageInfo.from_images()
+    local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
+    findings = tuple(conflicts.check(local, snapshot)) if local is not None else ()
+    if kind == "k8s":
+        text = manifests_yaml(plans, fleet, info, repeater, namespace)
+        return Exported(kind, text, plans, findings)
+    chosen = _one_host(plans, host, str(path))
+    if kind == "compose":
+        text = compose_yaml(plans[chosen], fleet, info, repeater)
+    else:
+        text = stack_yaml(plans[chosen], fleet, info, repeater, node=chosen)
+    return Exported(kind, text, {chosen: plans[chosen]}, findings if plans[chosen] is local else ())
+
+
+def _declared_remote(fleet, name: str) -> bool:
+    return any(h.name == name and h.address for h in fleet.hosts)
+
+
+def _one_host(plans: dict[str, Plan], host: str | None, source: str) -> str:
+    if host is not None:
+        if host not in plans:
+            raise UsageError(f"no IOCs planned on host {host!r}", where=source,
+                             fix=f"use one of: {', '.join(plans) or 'none'}")
+        return host
+    if len(plans) != 1:
+        raise UsageError(f"the fleet spans {len(plans)} hosts ({', '.join(plans)})", where=source,
+                         fix="export one with --host NAME, or all of them with `iocfleet export k8s`")
+    return next(iter(plans))
