@@ -228,14 +228,12 @@ def restart(fleet, ioc, backend) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
     """Remove every IOC of the fleet, found by label/state, even if the fleet file changed or is gone."""
-    from . import lifecycle
     from .backends import select
-    from .statedir import fleet_lock
+    from .service import down_fleet
 
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
-    with fleet_lock(name, "down"):
-        removed = lifecycle.down(chosen, name)
+    removed = down_fleet(chosen, name)
     if as_json:
         click.echo(_json({"fleet": name, "backend": chosen.name, "removed": [i.name for i in removed]}))
     else:

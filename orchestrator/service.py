@@ -35,21 +35,38 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
              force: bool, keep_on_failure: bool, progress=None):
-    """Plan on this host for the chosen backend, then diff, start and wait (see lifecycle.up)."""
-    from . import lifecycle, spec
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`."""
+    from . import spec
     from .backends import select
-    from .fleetplan import plan_spec
-    from .statedir import fleet_lock
 
     fleet = spec.load(fleet_file)
     backend = select(backend_name)
     if progress:
         progress(f"backend: {backend.name}")
+    return up_spec(fleet, backend, strategy, interface, timeout, dry_run, force, keep_on_failure, progress)
+
+
+def up_spec(fleet, backend, strategy=None, interface=None, timeout: float = 60.0, dry_run: bool = False,
+            force: bool = False, keep_on_failure: bool = False, progress=None):
+    """Under the fleet's lock: plan on this host for `backend`'s uid, then diff, start and wait (lifecycle.up)."""
+    from . import lifecycle
+    from .fleetplan import plan_spec
+    from .statedir import fleet_lock
+
     with fleet_lock(fleet.name, "up"):
         own = own_pids(backend.instances(fleet.name))
         planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own)
         return lifecycle.up(planned, backend, timeout=timeout, force=force, keep_on_failure=keep_on_failure,
                             dry_run=dry_run, progress=progress)
+
+
+def down_fleet(backend, fleet_name: str):
+    """Under the fleet's lock: remove every instance of the fleet."""
+    from . import lifecycle
+    from .statedir import fleet_lock
+
+    with fleet_lock(fleet_name, "down"):
+        return lifecycle.down(backend, fleet_name)
 
 
 def own_pids(instances) -> frozenset[int]:
