@@ -8,6 +8,8 @@ docs/air-gapped.md.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import sys
@@ -145,11 +147,27 @@ def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = No
     cache = cache_dir or default_cache_dir()
     wheels_dir = wheelhouse_dir or cache / "wheels"
     client = client or _docker_client()
-    base_ref, base_id = _resolve_base(client, base_image, offline, mirror, cache, report, force)
-    built = []
-    for runtime in runtimes:
-        built.append(_build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report, force))
-    return built
+    with _build_lock(cache, report):
+        base_ref, base_id = _resolve_base(client, base_image, offline, mirror, cache, report, force)
+        return [_build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report, force)
+                for runtime in runtimes]
+
+
+@contextlib.contextmanager
+def _build_lock(cache: Path, report: Progress):
+    """One build at a time per cache directory: parallel test workers or CLI runs wait for the first
+    one and then find its images up to date instead of bootstrapping the same base twice."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(BuildEvent("", "wait", f"another build holds {cache / 'build.lock'}; waiting"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _docker_client():
@@ -196,7 +214,7 @@ def _resolve_base(client, base_image, offline, mirror, cache, report, force=Fals
             report(BuildEvent("", "base", f"pull failed ({exc.explanation or exc}); bootstrapping Debian"))
     elif base_image:
         raise ImageBuildError(f"base step: {base_image} is not present locally and --offline forbids pulling",
-                              fix=f"`docker load` it first, or omit --base-image")
+                              fix="`docker load` it first, or omit --base-image")
     return _bootstrap_base(client, mirror, cache, report)
 
 
@@ -285,8 +303,7 @@ def _prune_install_stages(client) -> None:
 
 def _untag_superseded(client, alias: str, content: str) -> None:
     """Drop the tags of this source built on an older base; images still in use are kept by Docker."""
-    repository, source = alias.split(":")
-    for image in client.images.list(name=repository):
+    for image in client.images.list(name=alias.split(":")[0]):
         for tag in image.tags:
             if tag.startswith(f"{alias}-") and tag != content:
                 try:
