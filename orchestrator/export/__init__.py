@@ -10,5 +10,5 @@ from .files import KINDS, Exported, export_file
 from .k8s import manifests, manifests_yaml
 from .swarm import stack_dict, stack_yaml
 
-__all__ = ["KINDS", "Exported", "export_file", "ImageInfo", "plan_hash", "compose_dict", "compose_yaml", "stack_dict", "stack_yaml", "manifests",
-           "manifests_yaml"]
+__all__ = ["KINDS", "Exported", "export_file", "ImageInfo", "plan_hash", "compose_dict", "compose_yaml",
+           "stack_dict", "stack_yaml", "manifests", "manifests_yaml"]

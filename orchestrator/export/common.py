@@ -6,8 +6,6 @@ given by tests), so the same plan always exports the same text.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -18,6 +16,7 @@ LABEL_FLEET = "org.iocfleet.fleet"
 LABEL_IOC = "org.iocfleet.ioc"
 LABEL_PLAN = "org.iocfleet.plan"
 LABEL_ROLE = "org.iocfleet.role"
+LABEL_RUNTIME = "org.iocfleet.runtime"
 LABEL_HOST = "org.iocfleet.host"
 REPEATER_SERVICE = "ca-repeater"
 BUILT_RUNTIMES = ("caproto", "softioc")
@@ -72,9 +71,12 @@ class ImageInfo:
 
 
 def image_of(ioc: PlannedIOC, info: ImageInfo) -> str:
-    """The image an IOC runs: the built image of its runtime, or its own for the `image` runtime."""
-    if ioc.runtime == "image":
-        return str(ioc.image)
+    """The image an IOC runs: its own `image` if set (always for the `image` runtime), else its runtime's.
+
+    Same rule as the docker backend's `image_ref`, so exported and launched IOCs carry the same plan hash.
+    """
+    if ioc.runtime == "image" or ioc.image:
+        return str(ioc.image or "")
     return info.tag(ioc.runtime)
 
 
@@ -106,23 +108,27 @@ def health_argv(ioc: PlannedIOC) -> list[str] | None:
     return ["python3", "-c", snippet, ioc.prefix + "HEARTBEAT"]
 
 
-def plan_hash(plan: Plan, ioc: PlannedIOC, image: str, restart: str) -> str:
-    """A short digest of everything that decides how the IOC runs: changes when the IOC must be recreated."""
-    data = {"fleet": plan.fleet, "ioc": ioc.to_dict(), "image": image, "restart": restart,
-            "limits": {"memory": ioc.limits.memory, "pids": ioc.limits.pids}}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def plan_hash(ioc: PlannedIOC, image: str) -> str:
+    """The `org.iocfleet.plan` label: the docker backend's digest, so `iocfleet status` and `up` treat an
+    exported IOC whose plan is unchanged as up to date."""
+    from ..backends import plan_hash as backend_plan_hash
+
+    return backend_plan_hash(ioc, image)
 
 
 def labels_of(plan: Plan, ioc: PlannedIOC, digest: str, host: str | None = None) -> dict[str, str]:
-    labels = {LABEL_FLEET: plan.fleet, LABEL_IOC: ioc.name, LABEL_PLAN: digest}
+    """The labels the docker backend puts on an IOC container (plus the host of a multi-host fleet)."""
+    labels = {LABEL_FLEET: plan.fleet, LABEL_IOC: ioc.name, LABEL_PLAN: digest, LABEL_ROLE: "ioc",
+              LABEL_RUNTIME: ioc.runtime}
     if host:
         labels[LABEL_HOST] = host
     return labels
 
 
 def repeater_labels(plan: Plan, host: str | None = None) -> dict[str, str]:
-    labels = {LABEL_FLEET: plan.fleet, LABEL_ROLE: "ca-repeater"}
+    """The labels the docker backend puts on a fleet's repeater container."""
+    labels = {LABEL_FLEET: plan.fleet, LABEL_IOC: REPEATER_SERVICE, LABEL_PLAN: "repeater", LABEL_ROLE: "repeater",
+              LABEL_RUNTIME: "caproto"}
     if host:
         labels[LABEL_HOST] = host
     return labels

@@ -53,7 +53,7 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
     service["user"] = user_of(ioc, info)
     service["network_mode"] = "host"
     service["environment"] = ioc.env_dict()
-    service["labels"] = labels_of(plan, ioc, plan_hash(plan, ioc, image, restart), host)
+    service["labels"] = labels_of(plan, ioc, plan_hash(ioc, image), host)
     service["restart"] = restart
     service.update(hardening_keys(info.hardening_of(ioc.runtime)))
     if ioc.limits.memory:

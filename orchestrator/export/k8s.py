@@ -13,8 +13,8 @@ import re
 from typing import Mapping
 
 from ..planmodel import Plan, PlannedIOC
-from .common import (LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, ImageInfo, health_argv,
-                     image_of, k8s_quantity, plan_hash, repeater_env, restart_of, restarts_of,
+from .common import (LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, ImageInfo,
+                     health_argv, image_of, k8s_quantity, plan_hash, repeater_env, restart_of, restarts_of,
                      to_yaml_documents, user_of, wants_repeater, REPEATER_ARGV)
 
 NODE_LABEL = "kubernetes.io/hostname"
@@ -65,9 +65,10 @@ def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo, rest
                    namespace: str | None = None) -> dict:
     image = image_of(ioc, info)
     restart = restart_of(ioc, restarts)
-    digest = plan_hash(plan, ioc, image, restart)
+    digest = plan_hash(ioc, image)
     selector = {LABEL_FLEET: label_value(plan.fleet), LABEL_IOC: label_value(ioc.name)}
-    labels = {**selector, LABEL_HOST: label_value(node), LABEL_PLAN: digest}
+    labels = {**selector, LABEL_HOST: label_value(node), LABEL_PLAN: digest, LABEL_ROLE: "ioc",
+              LABEL_RUNTIME: ioc.runtime}
     annotations = {RESTART_ANNOTATION: restart}
     if restart != "always":
         # A Deployment always restarts its pod; the fleet file's policy is kept for the record.
@@ -103,7 +104,7 @@ def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo, rest
 
 def repeater_daemon_set(plan: Plan, nodes: list[str], info: ImageInfo, namespace: str | None = None) -> dict:
     """caproto's repeater on every node of the fleet (R12), on the plan's repeater port."""
-    selector = {LABEL_FLEET: label_value(plan.fleet), LABEL_ROLE: "ca-repeater"}
+    selector = {LABEL_FLEET: label_value(plan.fleet), LABEL_ROLE: "repeater"}
     hardening = info.hardening_of("caproto")
     volumes = _tmp_volumes(hardening)
     container = {

@@ -47,7 +47,7 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
                 node: str | None = None) -> dict:
     image = image_of(ioc, info)
     restart = restart_of(ioc, restarts)
-    labels = labels_of(plan, ioc, plan_hash(plan, ioc, image, restart), node)
+    labels = labels_of(plan, ioc, plan_hash(ioc, image), node)
     service: dict = {"image": image}
     if ioc.command:
         service["command"] = list(ioc.command)

@@ -48,6 +48,7 @@ def test_one_host_network_service_per_ioc_plus_the_repeater_first():
     rep = doc["services"]["ca-repeater"]
     assert rep["network_mode"] == "host" and rep["environment"] == {"EPICS_CA_REPEATER_PORT": "5065"}
     assert rep["entrypoint"][:3] == ["python3", "-m", "caproto.commandline.repeater"]
+    assert rep["labels"]["org.iocfleet.role"] == "repeater" and rep["labels"]["org.iocfleet.ioc"] == "ca-repeater"
 
 
 def test_every_service_carries_the_plans_environment_with_explicit_lists():
@@ -75,7 +76,8 @@ def test_labels_name_fleet_ioc_and_a_plan_hash_that_follows_the_config():
     p, doc = export(fleet())
     labels = doc["services"]["cp"]["labels"]
     assert labels[LABEL_FLEET] == "t" and labels[LABEL_IOC] == "cp"
-    assert labels[LABEL_PLAN] == plan_hash(p, p.ioc("cp"), "iocfleet/ioc-caproto:test", "always")
+    assert labels[LABEL_PLAN] == plan_hash(p.ioc("cp"), "iocfleet/ioc-caproto:test")
+    assert (labels["org.iocfleet.role"], labels["org.iocfleet.runtime"]) == ("ioc", "caproto")
     _, same = export(fleet())
     _, moved = export(fleet(base_port=29600))
     assert same["services"]["cp"]["labels"][LABEL_PLAN] == labels[LABEL_PLAN]
@@ -176,3 +178,12 @@ def test_loopback_only_host_is_enough_to_export():
 
     p, doc = export(fleet(), HostSnapshot((LO,), None, ()))
     assert p.interface == "lo" and set(doc["services"]) == {"ca-repeater", "cp", "si", "cam"}
+
+
+def test_plan_label_matches_what_the_docker_backend_puts_on_launched_iocs():
+    from orchestrator.backends import plan_hash as backend_plan_hash
+
+    p, doc = export(fleet())
+    for ioc in p.iocs:
+        image = doc["services"][ioc.name]["image"]
+        assert doc["services"][ioc.name]["labels"][LABEL_PLAN] == backend_plan_hash(ioc, image)
