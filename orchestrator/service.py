@@ -11,12 +11,12 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
     """The fleet's name from `--fleet-name`, or from the file (only its `fleet:` key, so a broken or
     changed file still names the fleet to stop)."""
     if fleet_name:
-        return fleet_name
+        return _checked_name(fleet_name, "--fleet-name")
     if not fleet:
         raise UsageError("which fleet?", "FLEET", "give the fleet file or --fleet-name NAME")
     path = Path(fleet)
     if not path.exists():
-        return fleet  # a bare name: `iocfleet status demo`
+        return _checked_name(fleet, "FLEET")  # a bare name: `iocfleet status demo`
     from . import spec
 
     try:
@@ -31,6 +31,19 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
         except (OSError, yaml.YAMLError):
             pass
         raise
+
+
+def _checked_name(name: str, where: str) -> str:
+    """A fleet name given on the command line, held to the fleet file's rule: it names state files and
+    locks, so `../x` or `/etc/x` must never become a path outside the state directory."""
+    from .specfields import NAME_RE
+
+    if not NAME_RE.match(name):
+        what = f"{name!r} is not a fleet name" + (" and no such file exists" if where == "FLEET" else "")
+        raise UsageError(what, where,
+                         "give an existing fleet file, or a name of 1-63 letters, digits, _ . - "
+                         "starting with a letter or digit")
+    return name
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
