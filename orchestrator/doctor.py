@@ -385,7 +385,8 @@ def _unicast_finding(obs, p: PathReport, words: str, sharing: int, measured, pro
     bcast = broadcast_for(p.address, obs.snapshot)
     fleet = f"`iocfleet up {obs.fleet.name} --strategy distinct-ports`" if obs.fleet else \
         "`--strategy distinct-ports` (each IOC on its own port, listed as host:port)"
-    fix = (f"Use {bcast}" if bcast else "Use the subnet broadcast address of that host") + f", or run the fleet with {fleet}"
+    fix = ((f"Use EPICS_CA_ADDR_LIST={bcast} (the subnet broadcast, which every IOC hears)" if bcast
+            else "Use the subnet broadcast address of that host") + f", or run the fleet with {fleet}")
     whole = [(h, pt) for h, pt in obs.destinations]
     severity = ERROR
     if p.kind == "unicast":
@@ -425,7 +426,8 @@ def _duplicate_findings(obs: Observation, servers: dict[str, Server], index) -> 
             groups[tuple(sorted(keys))].append(name)
     out = []
     for keys, names in groups.items():
-        listed = ", ".join(servers[k].describe() + (f" at {servers[k].tcp[0]}:{servers[k].tcp[1]}") for k in keys)
+        listed = ", ".join(servers[k].describe() + (f" at {servers[k].tcp[0]}:{servers[k].tcp[1]}" if servers[k].pid else "")
+                           for k in keys)
         out.append(Finding(
             "duplicate-pv", ERROR,
             f"{_names(names)} {'is' if len(names) == 1 else 'are'} served by {len(keys)} different IOCs: {listed}; "
@@ -506,8 +508,8 @@ def text(d: Diagnosis) -> str:
         else:
             out.append("  nobody answered")
         for dup in p.duplicates[:5]:
-            out.append(f"  duplicate {dup['name']}: " + ", ".join(f"{s['ioc']} pid {s['pid']} {s['server']}"
-                                                                  for s in dup["servers"]))
+            out.append(f"  duplicate {dup['name']}: " + ", ".join(
+                f"{s['ioc']} pid {s['pid']} at {s['server']}" if s["pid"] else s["server"] for s in dup["servers"]))
         if len(p.duplicates) > 5:
             out.append(f"  ... {len(p.duplicates) - 5} more duplicate name(s)")
     out += ["", "findings:" if d.findings else "findings: none"]

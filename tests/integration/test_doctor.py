@@ -82,7 +82,7 @@ def test_unicast_to_shared_port_then_broadcast(three_iocs):
     assert rc == 1
     bad = finding(report, "unicast-addr-list-multi-ioc")
     assert bad["severity"] == "error" and set(map(int, bad["subjects"])) == pids
-    assert f"Use {lab.broadcast}" in bad["fix"]
+    assert f"Use EPICS_CA_ADDR_LIST={lab.broadcast}" in bad["fix"]
     (path,) = report["paths"]
     assert path["kind"] == "unicast" and path["predicted"]["kind"] == "one-of"
     reach = {i["pid"]: i["reach"] for i in path["iocs"]}

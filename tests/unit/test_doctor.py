@@ -78,7 +78,8 @@ def test_unicast_to_shared_port_is_an_error_with_measured_reach_and_a_fix():
     assert f.severity == "error" and f.rule == "R3"
     assert f"EPICS_CA_ADDR_LIST={HOST} is the unicast address of this host, where 3 IOCs share UDP 5064" in f.message
     assert "measured 0.33, 0.33, 0.33" in f.message
-    assert f.fix.startswith(f"Use {BCAST}, or run the fleet with `--strategy distinct-ports`")
+    assert f.fix.startswith(f"Use EPICS_CA_ADDR_LIST={BCAST} (the subnet broadcast, which every IOC hears), "
+                            "or run the fleet with `--strategy distinct-ports`")
     (path,) = d.paths
     assert path.kind == "unicast" and path.predicted.kind == "one-of" and path.matches_prediction is True
     assert [round(i.reach, 2) for i in path.iocs] == [0.33, 0.33, 0.33]
