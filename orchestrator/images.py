@@ -147,7 +147,7 @@ def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = No
     cache = cache_dir or default_cache_dir()
     wheels_dir = wheelhouse_dir or cache / "wheels"
     client = client or _docker_client()
-    with _build_lock(cache, report):
+    with _build_lock(default_cache_dir(), report):
         base_ref, base_id = _resolve_base(client, base_image, offline, mirror, cache, report, force)
         return [_build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, report, force)
                 for runtime in runtimes]
@@ -155,8 +155,8 @@ def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = No
 
 @contextlib.contextmanager
 def _build_lock(cache: Path, report: Progress):
-    """One build at a time per cache directory: parallel test workers or CLI runs wait for the first
-    one and then find its images up to date instead of bootstrapping the same base twice."""
+    """One build at a time per user (whatever cache_dir a build uses): parallel test workers or CLI
+    runs wait for the first one and then find its images up to date instead of building them twice."""
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "build.lock", "w") as handle:
         try:
@@ -294,11 +294,13 @@ def _docker_build(client, ctx, tag, base_ref, labels, runtime, report, nocache=F
 
 
 def _prune_install_stages(client) -> None:
-    """Remove the untagged install-stage images (wheels and pip): only the final stage is kept."""
-    try:
-        client.images.prune(filters={"dangling": True, "label": f"{LABEL_PREFIX}.stage=install"})
-    except Exception:
-        pass  # leftovers cost disk space, not correctness; `docker image prune` clears them too
+    """Remove untagged images of ours: install stages (wheels and pip), and final images whose tag
+    a newer build took over. Docker keeps any that a container still uses."""
+    for label in (f"{LABEL_PREFIX}.stage=install", f"{LABEL_PREFIX}.runtime"):
+        try:
+            client.images.prune(filters={"dangling": True, "label": label})
+        except Exception:
+            pass  # leftovers cost disk space, not correctness; `docker image prune` clears them too
 
 
 def _untag_superseded(client, alias: str, content: str) -> None:
