@@ -24,6 +24,8 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
     except Exception:  # noqa: BLE001 - an invalid file may still carry its name
         import yaml
 
+        if not path.is_file():  # a pipe or device: spec.load said why; reading it would block
+            raise
         try:
             data = yaml.safe_load(path.read_text())
             if isinstance(data, dict) and isinstance(data.get("fleet"), str):

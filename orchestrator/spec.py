@@ -132,6 +132,10 @@ def load(path: str | Path) -> FleetSpec:
     """Read and validate a fleet file; raise SpecError with one line per problem."""
     source = str(path)
     try:
+        # A FIFO or a device would block or never end: read regular files only.
+        if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+            raise SpecError([f"{source}:0: file: not a regular file (a pipe or device) — "
+                             "give the path of a fleet YAML file"])
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError([f"{source}:0: file: not found — check the path, or create it (see docs/fleet-file.md)"])
