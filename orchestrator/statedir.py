@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RefusedError
+from .errors import RefusedError, UsageError
 
 
 def state_root(environ=None) -> Path:
@@ -21,13 +21,29 @@ def fleet_dir(fleet: str, environ=None) -> Path:
     return state_root(environ) / "fleets" / fleet
 
 
+def make_dir(path: Path) -> Path:
+    """Create a state directory (and its parents); UsageError naming it when that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(path, exc) from exc
+    return path
+
+
+def _unusable(path: Path, exc: OSError) -> UsageError:
+    return UsageError(f"cannot use the state directory: {exc.strerror or exc}: {exc.filename or path}",
+                      "XDG_STATE_HOME", "point XDG_STATE_HOME at a directory this user can write")
+
+
 @contextmanager
 def fleet_lock(fleet: str, command: str, environ=None):
     """Hold the fleet's lock for the duration of a changing command; refuse if another holds it."""
-    root = state_root(environ) / "locks"
-    root.mkdir(parents=True, exist_ok=True)
+    root = make_dir(state_root(environ) / "locks")
     path = root / f"{fleet}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unusable(path, exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from ..errors import UsageError
 from ..planmodel import PlannedIOC
-from ..statedir import fleet_dir, state_root
+from ..statedir import fleet_dir, make_dir, state_root
 from . import REPEATER, Instance
 
 STOP_GRACE = 5.0
@@ -78,8 +78,7 @@ class ProcessBackend:
                            argv, {"EPICS_CA_REPEATER_PORT": str(port)}, "always")
 
     def _spawn(self, fleet, name, role, runtime, plan_hash, argv, env, restart) -> Instance:
-        directory = fleet_dir(fleet, self._environ)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = make_dir(fleet_dir(fleet, self._environ))
         state, log = directory / f"{name}.json", directory / f"{name}.log"
         record = {"fleet": fleet, "name": name, "role": role, "runtime": runtime, "plan_hash": plan_hash,
                   "argv": argv, "env": env, "restart": restart, "state": "created", "log": str(log)}
