@@ -8,9 +8,10 @@ from .spec import PV_TYPES, SIMULATIONS, STANDARD_PVS, PVSpec
 from .specfields import Problems, check_int, line_of, type_name, unknown_keys
 
 # EPICS record and PV names: at most 60 characters (PVNAME_STRINGSZ 61 with the NUL), no spaces, quotes
-# or macro characters; these are the characters EPICS base accepts in record names.
+# or macro characters. EPICS base also accepts `+`, but our IOC images refuse it (iocfleet_ioc/spec.py),
+# so a `+` here would pass validation and then crash every IOC at start: refuse it up front.
 PV_NAME_MAX = 60
-PV_CHARS = re.compile(r"^[A-Za-z0-9_\-+:\[\]<>;.]+$")
+PV_CHARS = re.compile(r"^[A-Za-z0-9_\-:\[\]<>;.]+$")
 MAX_COUNT = 1_000_000
 MAX_RATE_HZ = 100.0
 ENUM_MAX_STRINGS = 16
@@ -58,7 +59,7 @@ def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVS
         return None
     if not PV_CHARS.match(name):
         problems.add(nline, f"{where}.name", f"{name!r} has characters not allowed in PV names",
-                     "use letters, digits and _ - + : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
+                     "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
     elif len(prefix) + len(name) > PV_NAME_MAX:
         problems.add(nline, f"{where}.name", f"full name {prefix + name!r} has {len(prefix) + len(name)} characters",
                      f"keep prefix + name within {PV_NAME_MAX} characters (EPICS PVNAME_STRINGSZ)")

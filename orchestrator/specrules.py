@@ -230,7 +230,7 @@ def _prefix(item: dict, where: str, problems: Problems) -> str:
     plain = prefix.replace("{i}", "")
     if plain and not PV_CHARS.match(plain):
         problems.add(line, f"{where}.prefix", f"{prefix!r} has characters not allowed in PV names",
-                     "use letters, digits and _ - + : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
+                     "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
         return ""
     return prefix
 
