@@ -136,11 +136,19 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
 _BACKEND = click.Choice(["auto", "docker", "process"])
 
 
+def _finite(value: float, name: str) -> float:
+    # FloatRange lets NaN through (every comparison with it is false), and a NaN timeout never expires.
+    if value != value:
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=name)
+    return value
+
+
 @cli.command()
 @_plan_options
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True,
               help="docker: containers with host networking; process: local processes; auto: docker if it answers.")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=60, show_default=True,
+              callback=lambda ctx, param, value: _finite(value, "--timeout"),
               help="Seconds to wait for every PV to answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stable keys).")
 @click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
