@@ -194,3 +194,12 @@ def test_json_keys_are_stable_and_text_has_the_verdict():
     assert isinstance(path["matches_prediction"], bool)
     out = doctor.text(d)
     assert "verdict: NOT OK" in out and "unicast-addr-list-multi-ioc" in out and f"path {HOST}:5064" in out
+
+
+def test_an_ioc_that_never_answers_a_unicast_share_does_not_match():
+    answers = {(r, NAME_OF[p]): [p] for r in range(30) for p in [101 if r % 2 else 102]}
+    both = {(HOST, 5064): answers, (BCAST, 5064): broadcast_answers()}  # the broadcast tells C is 103's
+    d = doctor.diagnose(observe(f"{HOST} {BCAST}", three_iocs(), both))
+    assert d.paths[0].matches_prediction is False  # 103 predicted 1/3, answered 0 of 30
+    assert d.paths[1].matches_prediction is True
+    assert "prediction-mismatch" in {f.code for f in d.findings}
