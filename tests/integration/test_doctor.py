@@ -195,3 +195,37 @@ def test_auto_addr_list_is_not_probed_without_flag(lab2):
     finally:
         for p in procs:
             p.stop()
+
+
+def test_fleet_started_by_iocfleet(lab2, tmp_path):
+    """--fleet: client settings and names from the plan, answers mapped to the fleet's IOC names."""
+    import yaml
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump({
+        "fleet": "doctest", "network": {"interface": lab2.ns_veth, "strategy": "shared-port", "base_port": 5064},
+        "iocs": [{"name": "a", "runtime": "caproto", "prefix": "FA:", "pvs": [{"name": "X", "type": "float"}]},
+                 {"name": "b", "runtime": "softioc", "prefix": "FB:", "pvs": [{"name": "X", "type": "float"}]}]}))
+    env = base_env() | {"XDG_STATE_HOME": str(tmp_path), "EPICS_CA_AUTO_ADDR_LIST": "NO",
+                        "EPICS_CA_ADDR_LIST": lab2.ns_addr}
+
+    def run(*args):
+        return subprocess.run(lab2.argv([sys.executable, *args], "ns"), env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    up = run("-m", "orchestrator.cli", "up", str(fleet), "--backend", "process", "--timeout", "30")
+    try:
+        assert up.returncode == 0, up.stderr[-1000:]
+        done = run("-m", "orchestrator.diagnose", "--json", "--fleet", str(fleet), "--backend", "process",
+                   "--repeat", "20")
+        report = json.loads(done.stdout)
+        assert done.returncode == 0 and report["client"]["source"] == "fleet doctest plan"
+        assert report["paths"][0]["address"] == lab2.broadcast
+        assert {i["name"]: i["reach"] for i in report["paths"][0]["iocs"]} == {"a": 1.0, "b": 1.0}
+        assert "repeater-missing" not in codes(report)  # the fleet runs its own
+        done = run("-m", "orchestrator.diagnose", "--json", "--fleet", str(fleet), "--backend", "process",
+                   "--repeat", "30", "--addr-list", lab2.ns_addr)
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and "distinct-ports" in finding(report, "unicast-addr-list-multi-ioc")["fix"]
+    finally:
+        run("-m", "orchestrator.cli", "down", "--fleet-name", "doctest", "--backend", "process")
