@@ -104,7 +104,7 @@ def _repeater(obs: "Observation", procs: dict) -> list[Finding]:
             "repeater-missing", WARNING,
             f"no CA repeater holds UDP {port} on this host: libca clients start one themselves (caRepeater), "
             "and if the first such client runs in a container the repeater dies with it",
-            f"run one repeater on the host, e.g. `python -m caproto.commandline.repeater` or EPICS base "
+            "run one repeater on the host, e.g. `python -m caproto.commandline.repeater` or EPICS base "
             f"`caRepeater` (`iocfleet up` starts one for its fleets)", "R12")]
     iocs = _ioc_containers(obs, procs)
     out = []
