@@ -105,7 +105,7 @@ def _repeater(obs: "Observation", procs: dict) -> list[Finding]:
             f"no CA repeater holds UDP {port} on this host: libca clients start one themselves (caRepeater), "
             "and if the first such client runs in a container the repeater dies with it",
             "run one repeater on the host, e.g. `python -m caproto.commandline.repeater` or EPICS base "
-            f"`caRepeater` (`iocfleet up` starts one for its fleets)", "R12")]
+            "`caRepeater` (`iocfleet up` starts one for its fleets)", "R12")]
     iocs = _ioc_containers(obs, procs)
     out = []
     for h in holders:
