@@ -43,6 +43,8 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     """Diagnose the client settings in `environ` (or the fleet's) against this host; see module doc."""
     if not 1 <= options.repeat <= probe.MAX_ROUNDS:
         raise UsageError(f"--repeat {options.repeat} is out of range", "--repeat", f"use 1 to {probe.MAX_ROUNDS}")
+    if not 0.01 <= options.timeout <= 60:  # also refuses NaN
+        raise UsageError(f"--timeout {options.timeout} is out of range", "--timeout", "use 0.01 to 60 seconds")
     settings = caenv.client_settings(environ)
     names = tuple(dict.fromkeys(n for item in options.names for n in item.replace(",", " ").split()))
     fleet_view = None
