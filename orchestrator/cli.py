@@ -6,6 +6,7 @@ Heavy libraries (docker, numpy, caproto) are imported inside commands so `iocfle
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -246,6 +247,99 @@ def down(fleet, fleet_name, backend, as_json) -> None:
         click.echo(_json({"fleet": name, "backend": chosen.name, "removed": [i.name for i in removed]}))
     else:
         click.echo(f"fleet {name}: removed {len(removed)} instance(s) from {chosen.name}")
+
+
+@cli.command()
+@click.option("--fleet", type=click.Path(dir_okay=False, path_type=str),
+              help="Fleet file: client settings and PV names from its plan; answers named by its IOCs.")
+@click.option("--addr-list", help='Override EPICS_CA_ADDR_LIST, e.g. "198.51.100.255 10.0.0.5:5070".')
+@click.option("--auto-addr-list", type=click.Choice(["yes", "no"], case_sensitive=False),
+              help="Override EPICS_CA_AUTO_ADDR_LIST.")
+@click.option("--names", multiple=True, help="PV names to search (repeatable; spaces or commas separate several).")
+@click.option("--repeat", type=click.IntRange(1, 256), default=20, show_default=True,
+              help="Search each name this many times, each from a fresh source port.")
+@click.option("--timeout", type=float, default=0.5, show_default=True, help="Seconds to collect replies.")
+@click.option("--probe-auto", is_flag=True,
+              help="With EPICS_CA_AUTO_ADDR_LIST=YES also search every interface broadcast.")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+              help="Where the fleet's IOCs run (with --fleet).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")
+def doctor(fleet, addr_list, auto_addr_list, names, repeat, timeout, probe_auto, backend, as_json) -> None:
+    """Diagnose this shell's CA client settings against this host: who answers, and what to change (exit 1 on errors)."""
+    import os
+
+    from .diagnose import DoctorOptions, run
+    from .doctor import text
+
+    auto = None if auto_addr_list is None else auto_addr_list.lower() == "yes"
+    diagnosis = run(DoctorOptions(fleet, addr_list, auto, names, repeat, timeout, probe_auto, backend), os.environ)
+    click.echo(_json(diagnosis.to_dict()) if as_json else text(diagnosis))
+    diagnosis.raise_for_errors()
+
+
+@cli.group()
+def images() -> None:
+    """Build the IOC images (caproto, softioc) without a container registry."""
+
+
+@images.command("build")
+@click.option("--runtime", "runtimes", type=click.Choice(["caproto", "softioc"]), multiple=True,
+              help="Build only this runtime (repeatable); default: both.")
+@click.option("--base-image", metavar="IMG",
+              help="Base image with python3.11 (default python:3.11-slim, else a Debian base made with mmdebstrap).")
+@click.option("--offline", is_flag=True,
+              help="Never pull an image or download a wheel: use local images and the wheelhouse.")
+@click.option("--wheelhouse", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of wheels to install from (default ~/.cache/iocfleet/wheels).")
+@click.option("--mirror", metavar="URL", help="Debian mirror for the base (default: the host's apt sources).")
+@click.option("--rebuild", is_flag=True, help="Rebuild everything, the Debian base included.")
+@click.option("--json", "as_json", is_flag=True, help="Print the images as JSON (stable keys).")
+def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_json) -> None:
+    """Build the IOC images; an image whose inputs did not change is not rebuilt (exit 4 on failure)."""
+    from . import images as image_builder
+    from .render import progress_printer, table
+
+    built = image_builder.build_images(runtimes or image_builder.RUNTIMES, base_image=base_image,
+                                       offline=offline, progress=progress_printer(sys.stderr, not as_json),
+                                       wheelhouse_dir=wheelhouse, mirror=mirror, force=rebuild)
+    if as_json:
+        click.echo(_json([b.to_dict() for b in built]))
+    else:
+        click.echo(table(["runtime", "tag", "size", "status", "seconds"],
+                         [[b.runtime, b.tag, f"{b.size_bytes // 2**20} MiB", "up to date" if b.cached else "built",
+                           f"{b.seconds:.1f}"] for b in built]))
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(["compose", "swarm", "k8s"]))
+@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
+              show_default=True, help="Write the file here (- for stdout).")
+@click.option("--interface", help="Interface to serve on here (overrides network.interface).")
+@click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")
+@click.option("--host", "host_name", help="compose/swarm: the host of a multi-host fleet to export.")
+@click.option("--node", help="This machine's node name (swarm placement, k8s nodeSelector); default: hostname.")
+@click.option("--namespace", help="k8s: the namespace of every manifest.")
+@click.option("--no-repeater", is_flag=True, help="Leave the CA repeater (UDP 5065) to the host (R12).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plans and findings as JSON instead.")
+def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, as_json):
+    """Export a fleet as a compose file, a swarm stack or Kubernetes manifests (docs/export.md)."""
+    from .export import export_file
+    from .render import findings_text
+
+    result = export_file(kind, fleet, strategy=strategy, interface=interface, host=host_name, node=node,
+                         namespace=namespace, repeater=not no_repeater)
+    if as_json:
+        click.echo(_json(result.to_dict()))
+        return
+    if result.findings:
+        click.echo(findings_text(result.findings), err=True)
+    with click.open_file(output, "w") as out:
+        out.write(result.text)
+    if output != "-":
+        click.echo(f"{output}: {kind} for fleet {next(iter(result.plans.values())).fleet!r} "
+                   f"({sum(len(p.iocs) for p in result.plans.values())} IOC(s) on {', '.join(result.plans)})",
+                   err=True)
 
 
 def main() -> None:

@@ -123,9 +123,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
                 starting.add(REPEATER)
                 backend.start_repeater(plan.fleet, plan.repeater.port)
-            for ioc in to_start:
-                _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
-                backend.start(plan.fleet, ioc, hashes[ioc.name])
+            _start_all(backend, plan.fleet, to_start, hashes, progress)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -139,6 +137,26 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
                     if inst.name in starting:
                         backend.remove(inst)
             raise
+
+
+START_PARALLEL = 6  # engine calls in flight; the engine serialises much of the work anyway
+
+
+def _start_all(backend: Backend, fleet: str, iocs: list[PlannedIOC], hashes: dict[str, str], progress) -> None:
+    """Start IOCs a few at a time; on any failure or interrupt, let started calls finish, then re-raise
+    (the caller's rollback removes by name whatever exists)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(ioc: PlannedIOC) -> None:
+        _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
+        backend.start(fleet, ioc, hashes[ioc.name])
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs))))
+    try:
+        for future in [pool.submit(start, ioc) for ioc in iocs]:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _exited_for_good(backend: Backend, fleet: str):

@@ -142,11 +142,13 @@ def search(
     timeout: float = 0.5,
     socket_factory: Callable[[], socket.socket] = udp_socket,
     clock: Callable[[], float] = time.monotonic,
+    until_found: bool = False,
 ) -> ProbeResult:
     """Search `names` at every destination, `rounds` times each from a fresh source port; collect replies.
 
     Waits `timeout` seconds after sending for replies (all rounds share the window) and returns them
-    all, including duplicates: a server answering twice (R14) shows up twice.
+    all, including duplicates: a server answering twice (R14) shows up twice. `until_found` ends the
+    wait as soon as every name has had an answer (readiness needs one, a measurement needs the window).
     """
     names, destinations = tuple(names), tuple((str(h), int(p)) for h, p in destinations)
     if not names or not destinations:
@@ -175,7 +177,8 @@ def search(
                 except OSError as exc:
                     errors.append(f"round {r}: send to {dest[0]}:{dest[1]} failed: {exc.strerror or exc}")
         deadline = clock() + timeout
-        while (left := deadline - clock()) > 0 and not truncated:
+        unanswered = set(range(len(names))) if until_found else None
+        while (left := deadline - clock()) > 0 and not truncated and unanswered != set():
             for key, _ in sel.select(left):
                 while True:
                     try:
@@ -189,6 +192,8 @@ def search(
                         if round_ != key.data or d >= len(destinations) or n >= len(names):
                             continue  # not ours (stale or foreign cid)
                         replies.append(Reply(names[n], destinations[d], round_, (sender[0], sender[1]), port, ip))
+                        if unanswered is not None:
+                            unanswered.discard(n)
                     if len(replies) >= MAX_REPLIES:
                         truncated = True
                         break

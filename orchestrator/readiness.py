@@ -77,6 +77,7 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
         pending = [pv for ioc, pvs in wanted.items() for pv in pvs if pv not in ready[ioc]]
         if not pending:
             break
+        pass_started = clock()
         for server, pvs in _locate(pending, destinations, search_window).items():
             for name, outcome in _read(server, pvs).items():
                 if outcome.ok:
@@ -88,23 +89,36 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
             progress(report)
         if report.ready or clock() - start >= timeout or (give_up is not None and give_up(report)):
             break
+        _pace(pass_started + search_window, clock)
     return report
 
 
 def _locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:
-    """Search `names` at every destination; the server (ip, tcp port) that answered each name."""
+    """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .probe import search
 
+    batches = [names[i:i + SEARCH_BATCH] for i in range(0, len(names), SEARCH_BATCH)]
+    with ThreadPoolExecutor(max_workers=min(8, len(batches)) or 1) as pool:
+        results = list(pool.map(lambda b: search(b, destinations, rounds=1, timeout=window, until_found=True),
+                                batches))
     found: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for i in range(0, len(names), SEARCH_BATCH):
-        batch = names[i:i + SEARCH_BATCH]
-        result = search(batch, destinations, rounds=1, timeout=window)
-        seen = set()
+    seen = set()
+    for result in results:
         for reply in result.replies:
             if reply.name not in seen:
                 seen.add(reply.name)
                 found[reply.server].append(reply.name)
     return found
+
+
+def _pace(until: float, clock) -> None:
+    """Keep at least one search window between passes, so a server that answers searches but fails
+    reads is not hammered."""
+    left = until - clock()
+    if left > 0:
+        time.sleep(left)
 
 
 def _read(server, pvs):
