@@ -172,7 +172,7 @@ class DockerBackend:
         name = container_name(fleet, REPEATER)
         self._remove_named(name)
         container = self.client.containers.run(
-            image=image_tag("caproto"), command=["python3", "-m", "caproto.commandline.repeater"], name=name,
+            image=image_tag("caproto"), entrypoint=["python3", "-m", "caproto.commandline.repeater"], name=name,
             environment={"EPICS_CA_REPEATER_PORT": str(port)}, network_mode="host", detach=True, init=True,
             labels={LABEL_FLEET: fleet, LABEL_IOC: REPEATER, LABEL_PLAN: "repeater", LABEL_ROLE: "repeater",
                     LABEL_RUNTIME: "caproto"},
