@@ -7,6 +7,7 @@ an allow-list: the fleet file cannot inject other Docker options.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 from ..errors import BackendUnavailable
@@ -91,6 +92,25 @@ def restart_policy(policy: str) -> dict:
     return {"Name": "always" if policy == "always" else "no"}
 
 
+def _engine_call(method):
+    """Engine errors escaping a backend call (the daemon went away mid-command, a refused request) become
+    BackendUnavailable (exit 4) naming the call; docker-py raises transport errors as plain requests
+    exceptions, which were reported as internal errors (exit 70)."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        import docker
+        import requests
+
+        try:
+            return method(self, *args, **kwargs)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise BackendUnavailable(f"Docker Engine error in {method.__name__}: {reason}", "docker",
+                                     "check that dockerd answers (`docker info`); a later `iocfleet up` adopts "
+                                     "or replaces what this one left") from exc
+    return call
+
+
 class DockerBackend:
     """IOCs as containers on the local Docker Engine."""
 
@@ -120,6 +140,7 @@ class DockerBackend:
 
         return docker.errors
 
+    @_engine_call
     def instances(self, fleet: str | None = None) -> list[Instance]:
         label = f"{LABEL_FLEET}={fleet}" if fleet else LABEL_FLEET
         try:
@@ -139,6 +160,7 @@ class DockerBackend:
                         restarts=container.attrs.get("RestartCount", 0), container=container.id,
                         pid=state.get("Pid") or None, tcp_port=_listening_port(state.get("Pid")))
 
+    @_engine_call
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
         """Build our IOC images if missing, and check that `image` IOCs' images exist locally."""
         runtimes = sorted({i.runtime for i in iocs if i.runtime != "image" and not i.image})
@@ -155,6 +177,7 @@ class DockerBackend:
                                              f"iocs[{ioc.declared_as}].image",
                                              "load or build it first (docker load / docker build)")
 
+    @_engine_call
     def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
         kwargs = run_kwargs(fleet, ioc, plan_hash)
         self._remove_named(kwargs["name"])
@@ -166,6 +189,7 @@ class DockerBackend:
         container.reload()
         return self._instance(container)
 
+    @_engine_call
     def start_repeater(self, fleet: str, port: int) -> Instance:
         from ..images import IOC_UID, container_hardening, image_tag
 
@@ -187,18 +211,21 @@ class DockerBackend:
         except self._errors().NotFound:
             pass
 
+    @_engine_call
     def remove(self, instance: Instance) -> None:
         try:
             self.client.containers.get(instance.container).remove(force=True)
         except self._errors().NotFound:
             pass
 
+    @_engine_call
     def restart(self, instance: Instance) -> Instance:
         container = self.client.containers.get(instance.container)
         container.restart(timeout=5)
         container.reload()
         return self._instance(container)
 
+    @_engine_call
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:
         try:
             raw = self.client.containers.get(instance.container).logs(tail=tail or "all")
