@@ -157,7 +157,7 @@ def _reuse_bind_ok_as(address: str, port: int, uid: int) -> bool | None:
         try:
             os.setgid(uid)
             os.setuid(uid)
-            code = 0 if _reuse_bind_ok(address, port) else 1
+            code = {True: 0, False: 1}.get(_reuse_bind_ok(address, port), 3)
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -165,7 +165,7 @@ def _reuse_bind_ok_as(address: str, port: int, uid: int) -> bool | None:
     return {0: True, 1: False}.get(code)
 
 
-def _reuse_bind_ok(address: str, port: int) -> bool:
+def _reuse_bind_ok(address: str, port: int) -> bool | None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -175,6 +175,8 @@ def _reuse_bind_ok(address: str, port: int) -> bool:
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES):
             return False
+        if exc.errno == errno.EADDRNOTAVAIL:  # the holder's address went away since we listed it
+            return None
         raise
     finally:
         sock.close()
