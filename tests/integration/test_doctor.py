@@ -54,6 +54,20 @@ def run_doctor(lab: Lab, where: str, *args: str, addr_list: str) -> tuple[int, d
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
+def unicast_run(lab, where: str, names: list[str], attempts: int = 3) -> tuple[int, dict]:
+    """The doctor on a unicast list, repeated until every IOC's reach is in [0.15, 0.55].
+
+    With 30 searches per IOC a share of 1/3 leaves that band by chance about once in ten runs for one of
+    three IOCs (binomial, sd 0.086); three independent runs make a false failure ~1e-3. A model or
+    kernel change (reach 0 or 1, or one IOC taking all) still fails every attempt.
+    """
+    for _ in range(attempts):
+        rc, report, _ = run_doctor(lab, where, *names, addr_list=lab.ns_addr)
+        if all(0.15 <= i["reach"] <= 0.55 for i in report["paths"][0]["iocs"]):
+            break
+    return rc, report
+
+
 def codes(report: dict, severity: str | None = None) -> set[str]:
     return {f["code"] for f in report["findings"] if severity in (None, f["severity"])}
 
@@ -78,7 +92,7 @@ def test_unicast_to_shared_port_then_broadcast(three_iocs):
     lab, procs = three_iocs
     pids = {p.pid for p in procs}
     names = ["--names", "D:a", "D:b", "D:c", "--repeat", "30"]
-    rc, report, _ = run_doctor(lab, "ns", *names, addr_list=lab.ns_addr)
+    rc, report = unicast_run(lab, "ns", names)
     assert rc == 1
     bad = finding(report, "unicast-addr-list-multi-ioc")
     assert bad["severity"] == "error" and set(map(int, bad["subjects"])) == pids
@@ -90,7 +104,7 @@ def test_unicast_to_shared_port_then_broadcast(three_iocs):
     assert path["matches_prediction"] is True
 
     # the same client on the client host: no sockets to model there, the measurement alone convicts
-    rc, remote, _ = run_doctor(lab, "peer", *names, addr_list=lab.ns_addr)
+    rc, remote = unicast_run(lab, "peer", names)
     assert rc == 1 and "unicast-addr-list-multi-ioc" in codes(remote, "error")
     assert remote["paths"][0]["kind"] == "remote" and remote["paths"][0]["matches_prediction"] is None
     assert all(0.15 <= i["reach"] <= 0.55 for i in remote["paths"][0]["iocs"]), remote["paths"]
