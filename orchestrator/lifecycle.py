@@ -171,7 +171,8 @@ def _exited_for_good(backend: Backend, fleet: str):
             return False
         last["at"] = now
         missing = {i.name for i in report.iocs if not i.complete}
-        return any(i.name in missing and i.state in ("exited", "dead") for i in backend.instances(fleet))
+        current = backend.instances(fleet, details=False)
+        return any(i.name in missing and i.state in ("exited", "dead") for i in current)
 
     return check
 

@@ -34,19 +34,19 @@ class ProcessBackend:
         self.ioc_uid = os.getuid()
 
     # -- finding ---------------------------------------------------------------------------------
-    def instances(self, fleet: str | None = None) -> list[Instance]:
+    def instances(self, fleet: str | None = None, details: bool = True) -> list[Instance]:
         root = state_root(self._environ) / "fleets"
         dirs = [root / fleet] if fleet else sorted(p for p in root.glob("*") if p.is_dir())
         found = []
         for directory in dirs:
             for path in sorted(directory.glob("*.json")):
                 try:
-                    found.append(self._instance(json.loads(path.read_text())))
+                    found.append(self._instance(json.loads(path.read_text()), details))
                 except (OSError, ValueError, KeyError):
                     continue  # a file being replaced right now; the next look sees it
         return found
 
-    def _instance(self, data: dict) -> Instance:
+    def _instance(self, data: dict, details: bool = True) -> Instance:
         supervisor_alive = _alive(data.get("supervisor_pid"), data.get("supervisor_created"))
         state = data.get("state", "created")
         pid = data.get("pid")
@@ -57,7 +57,7 @@ class ProcessBackend:
         return Instance(fleet=data["fleet"], name=data["name"], role=data["role"], runtime=data["runtime"],
                         state=state, plan_hash=data["plan_hash"], exit_code=data.get("exit_code"),
                         restarts=data.get("restarts", 0), pid=pid if state == "running" else None,
-                        tcp_port=_listening_port(pid) if state == "running" else None)
+                        tcp_port=_listening_port(pid) if state == "running" and details else None)
 
     # -- starting --------------------------------------------------------------------------------
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:

@@ -165,3 +165,20 @@ def test_fleet_on_a_lab_interface_is_read_from_the_remote_namespace(tmp_path, st
 
     values = pyepics_read(declared_pvs(iocs), client_env, argv_prefix=["ip", "netns", "exec", lab.ns])
     assert values == {"REM:0:V": 0.0, "REM:1:V": 1.0, "REM:2:V": 2.0}
+
+
+def test_logs_and_restart_of_one_ioc(tmp_path, state, teardown):
+    fleet = "logs-restart"
+    path = write_fleet(tmp_path / "fleet.yaml", fleet,
+                       [{"name": "one", "runtime": "caproto", "prefix": "LR:", "pvs": [{"name": "X"}]}], base_port=24264)
+    teardown.append((fleet, "process"))
+    result = iocfleet_json("up", str(path), "--backend", "process", state=state)
+    first = result["iocs"][0]
+    logs = iocfleet("logs", str(path), "one", "--backend", "process", state=state, check=True).stdout
+    assert "serving 3 PVs of one (prefix 'LR:')" in logs, logs  # X plus HEARTBEAT and UPTIME
+    iocfleet("restart", str(path), "one", "--backend", "process", state=state, check=True)
+    after = _wait_for_state(fleet, "process", state, "one", "running")
+    assert after["pid"] != first["pid"]
+    assert pyepics_read(["LR:X"], result["client_env"]) == {"LR:X": 0.0}
+    missing = iocfleet("logs", str(path), "nope", "--backend", "process", state=state)
+    assert missing.returncode == 2 and "has no IOC 'nope'" in missing.stderr

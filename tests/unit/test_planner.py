@@ -137,3 +137,18 @@ def test_shared_port_on_a_network_interface_restricts_each_runtime_to_it():
     assert p.ioc("s").bind == ("198.51.100.7",)  # R10: rsrv adds the broadcast socket itself
     assert p.ioc("c").env_dict()["EPICS_CAS_INTF_ADDR_LIST"] == "198.51.100.7 198.51.100.255"
     assert {"R6", "R10"} <= rules_cited(p)
+
+
+def test_plan_explain_on_the_demo_cites_the_loopback_rules():
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    result = CliRunner().invoke(cli, ["plan", "examples/demo.yaml", "--explain"])
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "strategy shared-port on lo" in out
+    assert "0.0.0.0" in out and "export EPICS_CA_ADDR_LIST=127.255.255.255" in out
+    for rule in ("[R4]", "[R7]", "[R11]"):
+        assert rule in out
+    assert "Beacons go only to 127.255.255.255" in out
