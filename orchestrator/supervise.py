@@ -9,6 +9,7 @@ and the supervisor.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -39,11 +40,19 @@ def backoff(restarts: int) -> float:
 
 
 def update(path: Path, **changes) -> dict:
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(changes)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    # The supervisor and `iocfleet up` update one state file at the same moment right after a start: an
+    # flock on its directory keeps each read-modify-write whole (else one side's keys were lost, leaving
+    # a running IOC shown as "created" or "exited"), and a per-process temporary name keeps their writes apart.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update(changes)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    finally:
+        os.close(fd)
     return data
 
 
