@@ -139,7 +139,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             raise
 
 
-START_PARALLEL = 6  # engine calls in flight; the engine serialises much of the work anyway
+START_PARALLEL = 4  # engine calls in flight: enough to hide round trips, few enough not to starve booting IOCs
 
 
 def _start_all(backend: Backend, fleet: str, iocs: list[PlannedIOC], hashes: dict[str, str], progress) -> None:
