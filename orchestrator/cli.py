@@ -84,6 +84,14 @@ def validate(fleet: str, as_json: bool) -> None:
         click.echo(f"{fleet}: ok: fleet {parsed.name!r}, {count} IOC(s)")
 
 
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the fleet file (for editors: yaml-language-server, VS Code)."""
+    from .schema import fleet_schema
+
+    click.echo(_json(fleet_schema()))
+
+
 _STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports"])
 
 
