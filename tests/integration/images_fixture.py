@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import images
+from ports import free_port
 
 TEST_FLEET = "test-images"
 LABELS = {"org.iocfleet.fleet": TEST_FLEET}
@@ -28,24 +28,9 @@ PORT_RANGE = (27000, 27998)
 READY_TIMEOUT_S = 30.0
 
 
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port_pair(rng: random.Random | None = None) -> int:
     """A port p such that p (CA server) and p+1 (beacons, repeater) are free on loopback, UDP and TCP."""
-    rng = rng or random.Random()
-    for _ in range(200):
-        port = rng.randrange(PORT_RANGE[0], PORT_RANGE[1], 2)
-        if _free(port) and _free(port + 1):
-            return port
-    raise RuntimeError("no free CA port pair in 27000-27999")
+    return free_port(*PORT_RANGE, address="127.0.0.1", with_next=True, rng=rng)
 
 
 def server_env(port: int) -> dict[str, str]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from orchestrator import images, planner, spec
 from orchestrator.export import ImageInfo, compose_yaml
 from orchestrator.export.common import LABEL_FLEET
 from orchestrator.hostmodel import loopback_only_snapshot
+from ports import free_port
 
 PORT_RANGE = (29000, 29998)
 HEALTHY_TIMEOUT_S = 120.0
@@ -33,24 +32,9 @@ COMPOSE = shutil.which("docker-compose")
 needs_compose = pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed")
 
 
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_base_port() -> int:
     """A port of 29000-29999 free on every address for UDP and TCP (shared-port IOCs bind 0.0.0.0)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(*PORT_RANGE, 2)
-        if _free(port):
-            return port
-    raise RuntimeError("no free CA port in 29000-29999")
+    return free_port(*PORT_RANGE)
 
 
 def loopback_fleet(name: str, base_port: int) -> spec.FleetSpec:
