@@ -79,6 +79,11 @@ def client_settings(environ: Mapping[str, str], source: str = "environment") -> 
     )
 
 
+def destinations(environ: Mapping[str, str]) -> list[tuple[str, int]]:
+    """Where a client with these settings sends its searches: EPICS_CA_ADDR_LIST as (host, port) pairs."""
+    return [(e.host, e.port) for e in client_settings(environ).entries]
+
+
 def yes_no(environ: Mapping[str, str], variable: str, default: bool) -> bool:
     """A strict YES/NO value (any case); unset or empty gives `default`.
 

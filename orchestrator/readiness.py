@@ -51,12 +51,9 @@ class ReadyReport:
 
 def client_destinations(client_env: dict[str, str]) -> list[tuple[str, int]]:
     """EPICS_CA_ADDR_LIST as (host, port) pairs, ports defaulting to EPICS_CA_SERVER_PORT."""
-    default_port = int(client_env.get("EPICS_CA_SERVER_PORT", "5064") or 5064)
-    out = []
-    for entry in client_env.get("EPICS_CA_ADDR_LIST", "").split():
-        host, _, port = entry.partition(":")
-        out.append((host, int(port) if port else default_port))
-    return out
+    from .caenv import destinations
+
+    return destinations(client_env)
 
 
 def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | None = None,
