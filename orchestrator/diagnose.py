@@ -192,7 +192,7 @@ def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings):
         iocs.append(doctor.FleetIOC(ioc.name, ioc.runtime, ioc.pv_names, pids, inst.container if inst else None,
                                     inst.state if inst else "missing"))
     names = tuple(n for ioc in plan.iocs for n in ioc.pv_names)
-    return fleet_settings, names, doctor.FleetView(plan.fleet, tuple(iocs))
+    return fleet_settings, names, doctor.FleetView(plan.fleet, tuple(iocs), str(path))
 
 
 def _family(pid: int) -> tuple[int, ...]:

@@ -65,6 +65,7 @@ class FleetIOC:
 class FleetView:
     name: str
     iocs: tuple[FleetIOC, ...]
+    source: str = ""  # the fleet file, for fixes that name a command
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,7 @@ def _unicast_finding(obs, p: PathReport, words: str, sharing: int, measured, pro
     msg = (f"{words} is the unicast address of {where}, where {sharing} {what} share UDP {p.port}; each search "
            f"reaches one of them" + (f" (measured {reach_text})" if reach_text else ""))
     bcast = broadcast_for(p.address, obs.snapshot)
-    fleet = f"`iocfleet up {obs.fleet.name} --strategy distinct-ports`" if obs.fleet else \
+    fleet = f"`iocfleet up {obs.fleet.source or obs.fleet.name} --strategy distinct-ports`" if obs.fleet else \
         "`--strategy distinct-ports` (each IOC on its own port, listed as host:port)"
     fix = ((f"Use EPICS_CA_ADDR_LIST={bcast} (the subnet broadcast, which every IOC hears)" if bcast
             else "Use the subnet broadcast address of that host") + f", or run the fleet with {fleet}")
