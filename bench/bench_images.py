@@ -14,8 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -23,11 +21,11 @@ import time
 from pathlib import Path
 
 import docker
+from report import DOC as BENCH_FILE
+from report import write_section
 
 from orchestrator import images
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_FILE = ROOT / "docs" / "benchmarks.md"
 LABELS = {"org.iocfleet.fleet": "bench-images"}
 BASE_PORT = 27600
 STARTS = 5
@@ -121,13 +119,9 @@ def timed_build(client, **kwargs) -> tuple[float, list]:
     return time.monotonic() - started, built
 
 
-def markdown(results: list[dict], cold: float | None, warm: float, base: str, base_mib: float,
-             engine: str) -> str:
+def markdown(results: list[dict], cold: float | None, warm: float) -> str:
     caproto = next(r for r in results if r["runtime"] == "caproto")
-    lines = ["## Images", "",
-             f"_Measured {time.strftime('%Y-%m-%d')} on Linux {platform.release()}, {os.cpu_count()} cores, "
-             f"Docker {engine}, base `{base}` ({base_mib:.0f} MiB)._", "",
-             f"One IOC of ten PVs (one simulated at 1 Hz, a 1000-element simulated waveform), {STARTS} starts "
+    lines = [f"One IOC of ten PVs (one simulated at 1 Hz, a 1000-element simulated waveform), {STARTS} starts "
              "per runtime.", "",
              "| runtime | image size | start → first CA answer (median / max) | idle RSS | idle PSS |",
              "|---|---|---|---|---|"]
@@ -146,17 +140,6 @@ def markdown(results: list[dict], cold: float | None, warm: float, base: str, ba
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = BENCH_FILE) -> None:
-    """Replace (or append) the `## Images` section of docs/benchmarks.md, leaving other sections alone."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Images\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(updated)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="also time a build from nothing")
@@ -171,10 +154,11 @@ def main() -> int:
     warm, built = timed_build(client)
     results = [measure_runtime(client, rt, BASE_PORT + 10 * i) for i, rt in enumerate(images.RUNTIMES)]
     base_mib = client.images.get(built[0].base).attrs["Size"] / 2**20
-    text = markdown(results, cold, warm, built[0].base, base_mib, client.version()["Version"])
+    text = markdown(results, cold, warm)
     print(text)
     if args.write:
-        write_section(text)
+        engine = client.version()["Version"]
+        write_section("Images", text, context=f", Docker {engine}, base `{built[0].base}` ({base_mib:.0f} MiB)")
         print(f"wrote {BENCH_FILE}", file=sys.stderr)
     return 0
 

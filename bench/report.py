@@ -22,11 +22,11 @@ def machine() -> str:
     return f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_section(title: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the `## title` section of the benchmarks page."""
+def write_section(title: str, body: str, doc: Path = DOC, context: str = "") -> None:
+    """Replace (or append) the `## title` section of the benchmarks page; `context` extends the stamp line."""
     text = doc.read_text() if doc.exists() else HEADER
     stamp = time.strftime("%Y-%m-%d")
-    section = f"## {title}\n\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n"
+    section = f"## {title}\n\n_Measured {stamp} on {machine()}{context}._\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     doc.parent.mkdir(parents=True, exist_ok=True)
