@@ -140,6 +140,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
 
 
 START_PARALLEL = 4  # engine calls in flight: enough to hide round trips, few enough not to starve booting IOCs
+GATED_PARALLEL = 16  # containers created ahead while a shared port's first IOC opens its TCP listener
 
 
 LEADER_WAIT = 15.0  # seconds the first IOC of a shared port gets to open its TCP listener
@@ -152,23 +153,32 @@ def _start_all(backend: Backend, plan, iocs: list[PlannedIOC], hashes: dict[str,
     On a shared port whose TCP port nobody listens on yet, one IOC starts first and opens it: IOCs that
     bind the same free TCP port at the same moment can both succeed in bind() and then one fails in
     listen() (seen with caproto: it keeps running, advertising the other's port, and serves nothing).
+    The others are prepared meanwhile (containers created) and started once the leader listens.
     """
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    leader = _tcp_leader(plan, iocs)
+    gate = threading.Event()
 
     def start(ioc: PlannedIOC) -> None:
         _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
-        backend.start(plan.fleet, ioc, hashes[ioc.name])
+        backend.start(plan.fleet, ioc, hashes[ioc.name], gate=None if ioc is leader else gate)
 
-    leader = _tcp_leader(plan, iocs)
-    if leader is not None:
-        start(leader)
-        _wait_listening(plan.address or "127.0.0.1", leader.udp_port, LEADER_WAIT)
-        iocs = [i for i in iocs if i is not leader]
-    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs))))
+    others = [i for i in iocs if i is not leader]
+    # while the leader boots, prepare many at once (the engine creates, nothing runs yet)
+    width = GATED_PARALLEL if leader is not None else START_PARALLEL
+    pool = ThreadPoolExecutor(max_workers=max(1, min(width, len(others))))
     try:
-        for future in [pool.submit(start, ioc) for ioc in iocs]:
+        futures = [pool.submit(start, ioc) for ioc in others]
+        if leader is not None:
+            start(leader)
+            _wait_listening(plan.address or "127.0.0.1", leader.udp_port, LEADER_WAIT)
+        gate.set()
+        for future in futures:
             future.result()
     finally:
+        gate.set()  # never leave a worker waiting
         pool.shutdown(wait=True, cancel_futures=True)
 
 
