@@ -216,7 +216,8 @@ def binomial_band(n: int, p: float, z: float = 4.0) -> tuple[int, int]:
     """Counts k out of n trials consistent with probability p (normal approximation, z sigmas, clipped).
 
     Used to judge a measured unicast reach against a predicted 1/N: z=4 makes a false alarm rarer than
-    one in 15,000 checks while still rejecting "all" or "none" for n >= 20.
+    one in 15,000 checks. It rejects "none" only when n*p > z*z*(1-p), i.e. n >= 33 for p = 1/3 (the
+    truth matrix uses n = 60); smaller n needs a smaller z or a separate "never answered" check.
     """
     import numpy as np
 
