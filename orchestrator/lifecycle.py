@@ -123,7 +123,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
                 starting.add(REPEATER)
                 backend.start_repeater(plan.fleet, plan.repeater.port)
-            _start_all(backend, plan, to_start, hashes, progress)
+            _start_all(backend, plan.fleet, to_start, hashes, progress)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -140,72 +140,27 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
 
 
 START_PARALLEL = 4  # engine calls in flight: enough to hide round trips, few enough not to starve booting IOCs
-GATED_PARALLEL = 16  # containers created ahead while a shared port's first IOC opens its TCP listener
 
 
-LEADER_WAIT = 15.0  # seconds the first IOC of a shared port gets to open its TCP listener
-
-
-def _start_all(backend: Backend, plan, iocs: list[PlannedIOC], hashes: dict[str, str], progress) -> None:
+def _start_all(backend: Backend, fleet: str, iocs: list[PlannedIOC], hashes: dict[str, str], progress) -> None:
     """Start IOCs a few at a time; on any failure or interrupt, let started calls finish, then re-raise
     (the caller's rollback removes by name whatever exists).
 
-    On a shared port whose TCP port nobody listens on yet, one IOC starts first and opens it: IOCs that
-    bind the same free TCP port at the same moment can both succeed in bind() and then one fails in
-    listen() (seen with caproto: it keeps running, advertising the other's port, and serves nothing).
-    The others are prepared meanwhile (containers created) and started once the leader listens.
+    IOCs of one shared port may start at the same moment: our caproto program listens on its TCP port
+    as soon as it binds it (ioc_images/caproto/ioc.py), so two of them never end up on one TCP port.
     """
-    import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    leader = _tcp_leader(plan, iocs)
-    gate = threading.Event()
 
     def start(ioc: PlannedIOC) -> None:
         _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
-        backend.start(plan.fleet, ioc, hashes[ioc.name], gate=None if ioc is leader else gate)
+        backend.start(fleet, ioc, hashes[ioc.name])
 
-    others = [i for i in iocs if i is not leader]
-    # while the leader boots, prepare many at once (the engine creates, nothing runs yet)
-    width = GATED_PARALLEL if leader is not None else START_PARALLEL
-    pool = ThreadPoolExecutor(max_workers=max(1, min(width, len(others))))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs))))
     try:
-        futures = [pool.submit(start, ioc) for ioc in others]
-        if leader is not None:
-            start(leader)
-            _wait_listening(plan.address or "127.0.0.1", leader.udp_port, LEADER_WAIT)
-        gate.set()
-        for future in futures:
+        for future in [pool.submit(start, ioc) for ioc in iocs]:
             future.result()
     finally:
-        gate.set()  # never leave a worker waiting
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _tcp_leader(plan, iocs: list[PlannedIOC]) -> PlannedIOC | None:
-    """The IOC to start alone first (a caproto one, they start fastest), or None when not needed."""
-    if plan.strategy != "shared-port" or len(iocs) < 2 or _listening(plan.address or "127.0.0.1", iocs[0].udp_port):
-        return None
-    return next((i for i in iocs if i.runtime == "caproto"), iocs[0])
-
-
-def _listening(address: str, port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection((address, port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
-def _wait_listening(address: str, port: int, timeout: float) -> None:
-    """Poll until something accepts TCP on address:port (or give up: readiness will tell what is wrong)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not _listening(address, port) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _exited_for_good(backend: Backend, fleet: str):

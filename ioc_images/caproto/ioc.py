@@ -42,6 +42,28 @@ def _read_only(cls: type) -> type:
     return _READ_ONLY[cls]
 
 
+class ListeningContext(Context):
+    """caproto's server, listening on its TCP port as soon as it is bound.
+
+    caproto binds its TCP socket (with SO_REUSEADDR) at start-up but calls listen() only later, from the
+    accept task. Two IOCs starting together on one server port can then both bind the free port, and
+    the second one's listen() fails: it keeps running, advertises the other's port and serves nothing.
+    Listening right after bind makes the second bind fail instead, and caproto moves to another port.
+    """
+
+    async def _bind_tcp_sockets_with_consistent_port_number(self, make_socket):
+        async def bind_and_listen(interface, port):
+            sock = await make_socket(interface, port)
+            try:
+                sock.listen(128)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        return await super()._bind_tcp_sockets_with_consistent_port_number(bind_and_listen)
+
+
 def make_channel(pv: PvSpec) -> ChannelData:
     """The caproto channel serving one declared PV."""
     cls = _CLASSES[pv.type] if pv.writable else _read_only(_CLASSES[pv.type])
@@ -78,7 +100,7 @@ async def serve(spec: IocSpec) -> None:
         print(report.serving_line(RUNTIME, spec, report.bound_sockets(), os.environ), flush=True)
         await run_updates(spec, write)
 
-    ctx = Context(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
+    ctx = ListeningContext(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
     task = asyncio.ensure_future(ctx.run(startup_hook=startup))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -183,10 +183,8 @@ class DockerBackend:
                                              "load or build it first (docker load / docker build)")
 
     @_engine_call
-    def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str, gate=None) -> Instance:
-        """Create and start the IOC's container: two engine calls (a leftover of the same name is replaced).
-
-        With a `gate`, the container is created at once and started when the gate opens."""
+    def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
+        """Create and start the IOC's container: two engine calls (a leftover of the same name is replaced)."""
         kwargs = run_kwargs(fleet, ioc, plan_hash)
         kwargs.pop("detach")
         errors = self._errors()
@@ -198,8 +196,6 @@ class DockerBackend:
                     raise
                 self._remove_named(kwargs["name"])
                 container = self.client.containers.create(**kwargs)
-            if gate is not None:
-                gate.wait()
             container.start()
         except errors.DockerException as exc:
             raise BackendUnavailable(f"starting {ioc.name} failed: {exc}", kwargs["name"],

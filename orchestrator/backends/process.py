@@ -66,11 +66,9 @@ class ProcessBackend:
             raise UsageError(f"IOC(s) {', '.join(images)} use runtime `image`, which needs containers",
                              "--backend process", "use --backend docker with a running Docker Engine")
 
-    def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str, gate=None) -> Instance:
+    def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
         from ..images import program_argv
 
-        if gate is not None:  # nothing to prepare for a process: wait, then spawn
-            gate.wait()
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
                            ioc.env_dict(), ioc.restart)
 
