@@ -120,10 +120,10 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             backend.prepare(to_start, progress=_event(progress))
             for name in changes.remove + changes.replace:
                 backend.remove(next(i for i in actual if i.name == name and i.role == "ioc"))
-            if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
+            repeater = not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned)
+            if repeater:
                 starting.add(REPEATER)
-                backend.start_repeater(plan.fleet, plan.repeater.port)
-            _start_all(backend, plan.fleet, to_start, hashes, progress)
+            _start_all(backend, plan, to_start, hashes, progress, repeater)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -139,12 +139,13 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             raise
 
 
-START_PARALLEL = 4  # engine calls in flight: enough to hide round trips, few enough not to starve booting IOCs
+START_PARALLEL = 2  # engine calls in flight: on 2 cores more only competes with the IOCs booting (bench_up)
 
 
-def _start_all(backend: Backend, fleet: str, iocs: list[PlannedIOC], hashes: dict[str, str], progress) -> None:
-    """Start IOCs a few at a time; on any failure or interrupt, let started calls finish, then re-raise
-    (the caller's rollback removes by name whatever exists).
+def _start_all(backend: Backend, plan, iocs: list[PlannedIOC], hashes: dict[str, str], progress,
+               repeater: bool) -> None:
+    """Start the IOCs (and the fleet's repeater) a few at a time; on any failure or interrupt, let started
+    calls finish, then re-raise (the caller's rollback removes by name whatever exists).
 
     IOCs of one shared port may start at the same moment: our caproto program listens on its TCP port
     as soon as it binds it (ioc_images/caproto/ioc.py), so two of them never end up on one TCP port.
@@ -153,11 +154,13 @@ def _start_all(backend: Backend, fleet: str, iocs: list[PlannedIOC], hashes: dic
 
     def start(ioc: PlannedIOC) -> None:
         _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
-        backend.start(fleet, ioc, hashes[ioc.name])
+        backend.start(plan.fleet, ioc, hashes[ioc.name])
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs))))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs) + repeater)))
     try:
-        for future in [pool.submit(start, ioc) for ioc in iocs]:
+        futures = [pool.submit(backend.start_repeater, plan.fleet, plan.repeater.port)] if repeater else []
+        futures += [pool.submit(start, ioc) for ioc in iocs]
+        for future in futures:
             future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
