@@ -171,7 +171,27 @@ def render(results: dict, sizes: list[int], repeat: int) -> str:
                      f"iocfleet (process) = {results['iocfleet up (process)'][n] / limit:.2f}x the limit")
     lines.append("")
     lines.append("Goals (issue 5): at N=20 `up` <= 1.0x the best anchor and <= 1.5x the limit; slope <= 0.35 s per IOC.")
+    lines += verdicts(results, sizes)
     return "\n".join(lines)
+
+
+def word(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def verdicts(results: dict, sizes: list[int]) -> list[str]:
+    """Each goal of issue 5, met or missed, from this run's numbers."""
+    if 20 not in sizes:
+        return []
+    ours = results["iocfleet up (docker)"]
+    best = min(results[a][20] for a in ("docker run loop", "docker-compose up -d"))
+    slope = np.polyfit(sizes, [ours[n] for n in sizes], 1)[0] if len(sizes) > 1 else float("nan")
+    return ["",
+            f"- vs. the best anchor at N=20: {ours[20] / best:.2f}x, **{word(ours[20] <= best)}**.",
+            f"- vs. the limit at N=20: {ours[20] / results['bare processes (limit)'][20]:.2f}x, "
+            f"**{word(ours[20] <= 1.5 * results['bare processes (limit)'][20])}**"
+            f" (the process backend: {results['iocfleet up (process)'][20] / results['bare processes (limit)'][20]:.2f}x).",
+            f"- slope: {slope:.3f} s per IOC, **{word(slope <= 0.35)}**."]
 
 
 if __name__ == "__main__":
