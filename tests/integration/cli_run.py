@@ -62,3 +62,23 @@ def pyepics_read(names: list[str], client_env: dict[str, str], argv_prefix: list
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def labelled_containers(fleet: str) -> list[str]:
+    """Ids of every container carrying the fleet's label, running or not."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.iocfleet.fleet={fleet}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return sorted(out.split())
+
+
+def supervisors(state: Path, fleet: str) -> list:
+    """Live supervisor processes of `fleet` under a test's state dir (found by their argv, not by name)."""
+    import psutil
+
+    marker = str(state / "iocfleet" / "fleets" / fleet)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "orchestrator.supervise" in cmd and any(a.startswith(marker) for a in cmd):
+            found.append(proc)
+    return found

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cli_run import base_env, iocfleet, iocfleet_json, pyepics_read, write_fleet
+from cli_run import iocfleet, iocfleet_json, labelled_containers, pyepics_read, write_fleet
 
 pytestmark = [pytest.mark.slow]
 
@@ -40,28 +40,6 @@ def seven_iocs(prefix: str) -> list[dict]:
 
 def declared_pvs(iocs: list[dict]) -> list[str]:
     return [ioc["prefix"] + pv["name"] for ioc in iocs for pv in ioc["pvs"]]
-
-
-def labelled_containers(fleet: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.iocfleet.fleet={fleet}"],
-                         capture_output=True, text=True, check=True).stdout
-    return out.split()
-
-
-@pytest.fixture
-def state(tmp_path):
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def teardown(state):
-    """Remember (fleet, backend) pairs and always bring them down, also when the test failed."""
-    started: list[tuple[str, str]] = []
-    yield started
-    for fleet, backend in started:
-        iocfleet("down", "--fleet-name", fleet, "--backend", backend, state=state)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -3,19 +3,12 @@ fleet-file field, exit 4 (docs/cli.md), and no container started or removed (com
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 
-from cli_run import iocfleet, write_fleet
+from cli_run import iocfleet, labelled_containers, write_fleet
 
 pytestmark = [pytest.mark.docker]
-
-
-def labelled(fleet: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.iocfleet.fleet={fleet}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return sorted(out.split())
 
 
 @pytest.mark.parametrize("runtime", ["image", "caproto"])
@@ -26,14 +19,14 @@ def test_image_that_does_not_exist_is_exit_4_naming_it_and_starts_nothing(tmp_pa
             {"name": "x", "runtime": runtime, "image": image, "prefix": "RELNOIMG:X:", "pvs": ["V"]}]
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=31240)
     state = tmp_path / "state"
-    before = labelled(fleet)
+    before = labelled_containers(fleet)
     try:
         proc = iocfleet("up", str(path), "--backend", "docker", state=state)
         assert proc.returncode == 4, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
         assert last == (f"iocfleet: error: image '{image}' of IOC x is not on this host (iocs[x].image) — "
                         "load or build it first (docker load / docker build)"), last
-        assert labelled(fleet) == before == []
+        assert labelled_containers(fleet) == before == []
         assert not (state / "iocfleet" / "fleets").exists()
     finally:
         iocfleet("down", "--fleet-name", fleet, "--backend", "docker", state=state)

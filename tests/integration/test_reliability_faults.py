@@ -15,60 +15,20 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from cli_run import iocfleet, iocfleet_json, pyepics_read, write_fleet
+from cli_run import iocfleet, iocfleet_json, labelled_containers, pyepics_read, supervisors, write_fleet
 
 pytestmark = [pytest.mark.slow]
 
 BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), "process"]
 
 
-def labelled(fleet: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.iocfleet.fleet={fleet}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return out.split()
-
-
-def supervisors(state: Path, fleet: str) -> list[psutil.Process]:
-    """Live supervisor processes of `fleet` under this test's state dir (found by their argv, not by name)."""
-    marker = str(state / "iocfleet" / "fleets" / fleet)
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "orchestrator.supervise" in cmd and any(a.startswith(marker) for a in cmd):
-            found.append(proc)
-    return found
-
-
 def instance_count(backend: str, state: Path, fleet: str) -> int:
     """Instances of the fleet that exist, counted where the backend keeps them (labels / live supervisors)."""
     if backend == "docker":
-        return len(labelled(fleet))
+        return len(labelled_containers(fleet))
     return len(supervisors(state, fleet))
-
-
-@pytest.fixture
-def state(tmp_path):
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def teardown(state):
-    started: list[tuple[str, str]] = []
-    yield started
-    for fleet, backend in started:
-        iocfleet("down", "--fleet-name", fleet, "--backend", backend, state=state)
-        if backend == "docker":
-            ids = labelled(fleet)
-            if ids:
-                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
-        else:
-            for proc in supervisors(state, fleet):
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def ioc(name: str, prefix: str, **extra) -> dict:
@@ -199,13 +159,13 @@ def test_engine_gone_mid_up_is_exit_4_and_the_next_up_adopts_without_duplicates(
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("iocfleet: error: Docker Engine error") and "(docker)" in last, last
     assert "internal error" not in stderr
-    left = len(labelled(fleet))
+    left = len(labelled_containers(fleet))
 
     again = iocfleet_json("up", str(path), "--backend", "docker", "--timeout", "120", state=state)
     assert again["ready"] is True
     names = sorted(i["name"] for i in again["iocs"])
     assert names == [f"c-{i}" for i in range(1, 6)]
-    ids = labelled(fleet)
+    ids = labelled_containers(fleet)
     assert len(ids) == len(set(ids)) <= 6  # 5 IOCs and at most one repeater: nothing twice
     iocs_by_label = subprocess.run(["docker", "ps", "-a", "--filter", f"label=org.iocfleet.fleet={fleet}",
                                     "--filter", "label=org.iocfleet.role=ioc", "--format", "{{.Names}}"],

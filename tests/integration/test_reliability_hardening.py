@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cli_run import iocfleet, iocfleet_json, write_fleet
+from cli_run import iocfleet, iocfleet_json, labelled_containers, write_fleet
 
 pytestmark = [pytest.mark.slow]
 
@@ -18,19 +18,6 @@ HOSTILE = "$(touch /tmp/relhard-pwned); `id` ; echo x"
 def inspect(container: str) -> dict:
     out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True, timeout=60)
     return json.loads(out.stdout)[0]
-
-
-def labelled(fleet: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.iocfleet.fleet={fleet}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return out.split()
-
-
-@pytest.fixture
-def state(tmp_path):
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
 
 
 @pytest.mark.docker
@@ -76,7 +63,7 @@ def test_ioc_containers_are_hardened_by_default_and_env_values_stay_literal(tmp_
         assert probe.stdout.strip() == "False"
     finally:
         iocfleet("down", "--fleet-name", fleet, "--backend", "docker", state=state)
-    assert labelled(fleet) == []
+    assert labelled_containers(fleet) == []
 
 
 def test_process_backend_passes_env_values_literally_and_drops_the_callers_epics_settings(tmp_path, state):
