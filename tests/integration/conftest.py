@@ -9,6 +9,18 @@ import subprocess
 import pytest
 
 from cli_run import iocfleet, labelled_containers, supervisors
+from images_fixture import built_images, docker_client  # noqa: F401  (session fixtures: the engine, both images)
+from orchestrator import images
+from orchestrator.export import ImageInfo
+
+
+@pytest.fixture(scope="session")
+def ioc_images(docker_client) -> ImageInfo:
+    """Both IOC images built (or found up to date) once per session; the tags an export names."""
+    built = images.build_images(images.RUNTIMES, client=docker_client)
+    info = ImageInfo.from_images()
+    assert {b.runtime: b.tag for b in built} == dict(info.tags)
+    return info
 
 
 @pytest.fixture

@@ -85,27 +85,6 @@ def test_docker_compose_accepts_the_exported_file(tmp_path):
 
 # --- running the fleet -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def engine():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # no engine: skip, do not fail
-        pytest.skip(f"Docker Engine not reachable: {exc}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def ioc_images(engine) -> ImageInfo:
-    """Both IOC images built (or found up to date) once per session; the tags the export names."""
-    built = images.build_images(images.RUNTIMES, client=engine)
-    info = ImageInfo.from_images()
-    assert {b.runtime: b.tag for b in built} == dict(info.tags)
-    return info
-
-
 def containers_of(client, fleet_name: str) -> list:
     return client.containers.list(all=True, filters={"label": f"{LABEL_FLEET}={fleet_name}"})
 
@@ -196,7 +175,7 @@ def compose(project: str, path: Path, *args: str, timeout: float = 300) -> subpr
 @needs_compose
 @pytest.mark.docker
 @pytest.mark.slow
-def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(engine, ioc_images, tmp_path):
+def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(docker_client, ioc_images, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     name, project = f"cmptest-{suffix}", f"iocflcmp{suffix}"
     fleet, plan = lo_plan(name, free_base_port())
@@ -205,19 +184,19 @@ def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(engine
     try:
         up = compose(project, path, "up", "-d")
         assert up.returncode == 0, up.stderr
-        status = wait_healthy(engine, name, {i.name for i in plan.iocs})
+        status = wait_healthy(docker_client, name, {i.name for i in plan.iocs})
         assert set(status) == {"cp1", "cp2", "si1", "si2"}
-        for container in containers_of(engine, name):
+        for container in containers_of(docker_client, name):
             attrs = container.attrs["HostConfig"]
             assert attrs["NetworkMode"] == "host" and attrs["ReadonlyRootfs"] is True
             assert attrs["CapDrop"] == ["ALL"]
         check_every_pv_readable(plan)
         down = compose(project, path, "down", "--timeout", "10", "--remove-orphans")
         assert down.returncode == 0, down.stderr
-        assert containers_of(engine, name) == []
+        assert containers_of(docker_client, name) == []
     finally:
         compose(project, path, "down", "--timeout", "5", "--remove-orphans")
-        remove_fleet_containers(engine, name)
+        remove_fleet_containers(docker_client, name)
 
 
 @needs_compose

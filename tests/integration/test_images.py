@@ -17,8 +17,8 @@ import pytest
 
 from orchestrator import images
 
-from images_fixture import (LABELS, built_images, client_env, container_ioc, docker_client,  # noqa: F401
-                             free_port_pair, host_ioc, run_pyepics, sample_ioc, server_env)
+from images_fixture import (LABELS, client_env, container_ioc, free_port_pair, host_ioc, run_pyepics,
+                            sample_ioc, server_env)
 
 FA = (np.arange(10000) * 0.5).tolist()
 WRITES_CAPROTO = {"F": 3.25, "I": -5, "S": "world", "E": "fault", "FA": FA, "IA": [8, 7, 6, 5, 4, 3, 2, 1]}

@@ -21,8 +21,8 @@ import pytest
 
 from labnet import LOCK_PATH, free_subnet, ip, used_networks
 from orchestrator.export import stack_yaml
-from test_compose import (check_every_pv_readable, containers_of, engine, free_base_port,  # noqa: F401
-                          ioc_images, remove_fleet_containers, lo_plan, wait_healthy)
+from test_compose import (check_every_pv_readable, containers_of, free_base_port, lo_plan,
+                          remove_fleet_containers, wait_healthy)
 
 IFACE, PEER = "iocfl-sw0", "iocfl-sw1"
 SWARM_NETWORKS = ("docker_gwbridge", "ingress")
@@ -106,7 +106,7 @@ def wait_gone(client, fleet_name: str) -> None:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_stack_deploy_serves_every_pv_and_stack_rm_removes_it(engine, ioc_images, tmp_path):  # noqa: F811
+def test_stack_deploy_serves_every_pv_and_stack_rm_removes_it(docker_client, ioc_images, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     name, stack = f"swtest-{suffix}", f"iocflsw{suffix}"
     fleet, plan = lo_plan(name, free_base_port())
@@ -116,18 +116,18 @@ def test_stack_deploy_serves_every_pv_and_stack_rm_removes_it(engine, ioc_images
         try:
             deploy = docker("stack", "deploy", "-c", str(path), stack, timeout=180)
             assert deploy.returncode == 0, deploy.stderr
-            wait_healthy(engine, name, {i.name for i in plan.iocs})
-            for container in containers_of(engine, name):
+            wait_healthy(docker_client, name, {i.name for i in plan.iocs})
+            for container in containers_of(docker_client, name):
                 host_config = container.attrs["HostConfig"]
                 assert host_config["NetworkMode"] == "host" and host_config["ReadonlyRootfs"] is True
             check_every_pv_readable(plan)
             removed = docker("stack", "rm", stack)
             assert removed.returncode == 0, removed.stderr
-            wait_gone(engine, name)
-            assert containers_of(engine, name) == []
+            wait_gone(docker_client, name)
+            assert containers_of(docker_client, name) == []
         finally:
             docker("stack", "rm", stack)
-            wait_gone(engine, name)
-            remove_fleet_containers(engine, name)
+            wait_gone(docker_client, name)
+            remove_fleet_containers(docker_client, name)
     assert ip("link", "show", IFACE, check=False).returncode != 0
     assert docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
