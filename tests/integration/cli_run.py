@@ -82,3 +82,18 @@ def supervisors(state: Path, fleet: str) -> list:
         if "orchestrator.supervise" in cmd and any(a.startswith(marker) for a in cmd):
             found.append(proc)
     return found
+
+
+def start_up(path: Path, backend: str, state: Path, until: str, extra_env: dict | None = None
+             ) -> tuple[subprocess.Popen, list[str]]:
+    """Start `iocfleet up PATH` in the background and return once its progress printed a line starting
+    with `until` (e.g. "starting cp2": it is in the middle of starting IOCs), with the lines seen so far."""
+    env = {**os.environ, "XDG_STATE_HOME": str(state), **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", backend],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(until):
+            break
+    return proc, seen

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from cli_run import iocfleet, iocfleet_json, labelled_containers, pyepics_read, write_fleet
+from cli_run import iocfleet, iocfleet_json, labelled_containers, pyepics_read, start_up, write_fleet
 
 pytestmark = [pytest.mark.slow]
 
@@ -111,13 +108,8 @@ def test_sigterm_during_up_removes_what_it_started(tmp_path, state, teardown, ba
     iocs = seven_iocs("INT:")
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=24164)
     teardown.append((fleet, backend))
-    env = {**os.environ, "XDG_STATE_HOME": str(state)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", backend],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, _ = start_up(path, backend, state, until="starting cp2")
     try:
-        for line in proc.stderr:  # wait until it is in the middle of starting IOCs
-            if line.startswith("starting cp2"):
-                break
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:

@@ -6,18 +6,17 @@ XDG_STATE_HOME, and is brought down by label/state in teardown, also when the te
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from cli_run import iocfleet, iocfleet_json, labelled_containers, pyepics_read, supervisors, write_fleet
+from cli_run import (iocfleet, iocfleet_json, labelled_containers, pyepics_read, start_up, supervisors,
+                     write_fleet)
 
 pytestmark = [pytest.mark.slow]
 
@@ -139,16 +138,10 @@ def test_engine_gone_mid_up_is_exit_4_and_the_next_up_adopts_without_duplicates(
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=31120)
     teardown.append((fleet, "docker"))
     proxy = EngineProxy(tmp_path / "engine.sock")
-    env = {**os.environ, "XDG_STATE_HOME": str(state), "DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"}
-    up = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "docker"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    up, seen = start_up(path, "docker", state, until="starting c-",
+                        extra_env={"DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"})
     try:
-        seen = []
-        for line in up.stderr:
-            seen.append(line)
-            if line.startswith("starting c-"):
-                proxy.cut()
-                break
+        proxy.cut()
         rest = up.communicate(timeout=120)[1]
     finally:
         proxy.cut()
@@ -181,13 +174,8 @@ def test_kill_9_during_up_then_up_again_adopts_with_no_duplicates(tmp_path, stat
     iocs = [ioc("k", "RELKILL:{i}:", replicas=6)]
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=31130 if backend == "docker" else 31132)
     teardown.append((fleet, backend))
-    env = {**os.environ, "XDG_STATE_HOME": str(state)}
-    up = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", backend],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    up, _ = start_up(path, backend, state, until="starting k-")
     try:
-        for line in up.stderr:
-            if line.startswith("starting k-"):
-                break
         deadline = time.monotonic() + 30  # kill once some (not all) instances exist: a half-started fleet
         while instance_count(backend, state, fleet) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -292,13 +280,8 @@ def test_second_concurrent_up_is_refused_by_the_lock(tmp_path, state, teardown, 
     path = write_fleet(tmp_path / "fleet.yaml", fleet, [ioc("l", "RELLOCK:{i}:", replicas=3)],
                        base_port=31160 if backend == "docker" else 31162)
     teardown.append((fleet, backend))
-    env = {**os.environ, "XDG_STATE_HOME": str(state)}
-    first = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", backend],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, _ = start_up(path, backend, state, until="starting l-1")
     try:
-        for line in first.stderr:
-            if line.startswith("starting l-1"):
-                break
         second = iocfleet("up", str(path), "--backend", backend, state=state)
         first_rest = first.communicate(timeout=120)
     finally:
