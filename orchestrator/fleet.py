@@ -65,12 +65,12 @@ class Fleet:
         return self.backend.instances(self.name)
 
     def _on_server(self, actual: str, timeout: float, action):
-        from .readiness import _locate, client_destinations
+        from .readiness import client_destinations, locate
 
         deadline = time.monotonic() + timeout
         last = "no server answered the search"
         while time.monotonic() < deadline:
-            for server, _names in _locate([actual], client_destinations(self.client_env), 0.3).items():
+            for server, _names in locate([actual], client_destinations(self.client_env), 0.3).items():
                 outcome = action(server)
                 if outcome.ok:
                     return outcome

@@ -75,7 +75,7 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
         if not pending:
             break
         pass_started = clock()
-        for server, pvs in _locate(pending, destinations, search_window).items():
+        for server, pvs in locate(pending, destinations, search_window).items():
             for name, outcome in _read(server, pvs).items():
                 if outcome.ok:
                     for ioc, pvs_of_ioc in wanted.items():
@@ -90,7 +90,7 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
     return report
 
 
-def _locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:
+def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:
     """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
     from concurrent.futures import ThreadPoolExecutor
 
