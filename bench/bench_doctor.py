@@ -3,7 +3,7 @@
 Three caproto IOCs (67 + 67 + 66 PVs) run in a lab network namespace (tests/labnet.py, needs root);
 the three paths are the lab subnet broadcast, 127.255.255.255 and the host's unicast address. Times:
 - the probe alone (`diagnose.search`: 4 batches of <= 64 names x 3 destinations, one collection window),
-- the whole doctor as a user runs it (`python -m orchestrator.diagnose`, interpreter start-up included),
+- the whole doctor as a user runs it (`python -m orchestrator.doctor`, interpreter start-up included),
 - the baseline: reading the 200 PVs one after the other with caproto's sync client (search, connect, read),
   which is what "check by hand that every PV is there" costs.
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from labnet import make_lab, start_process  # noqa: E402
 
-from orchestrator import diagnose  # noqa: E402
+from orchestrator.doctor import gather as diagnose
 
 N_PVS = 200
 RUNS = 5
@@ -68,7 +68,7 @@ def main() -> None:
                 probe_times.append(result.elapsed)
                 answered = len({r.name for r in result.replies})
             doctor_times, paths_ok = [], None
-            argv = [sys.executable, "-m", "orchestrator.diagnose", "--json", "--repeat", "1",
+            argv = [sys.executable, "-m", "orchestrator.doctor.gather", "--json", "--repeat", "1",
                     "--addr-list", " ".join(f"{h}:{p}" for h, p in paths), "--names", *names]
             for _ in range(RUNS):
                 start = time.perf_counter()
@@ -90,7 +90,7 @@ def main() -> None:
         "| what | time | vs. sequential sync reads |", "|---|---|---|",
         f"| probe alone (`diagnose.search`, 4 batches x 3 paths in flight at once) | {probe_med:.2f} s | "
         f"{probe_med / sequential:.3f}x |",
-        f"| whole doctor (`python -m orchestrator.diagnose`, start-up and host snapshot included) | "
+        f"| whole doctor (`python -m orchestrator.doctor`, start-up and host snapshot included) | "
         f"{doctor_med:.2f} s | {doctor_med / sequential:.3f}x |",
         f"| baseline: 200 caproto `sync.client.read` one after another (1 path) | {sequential:.2f} s | 1.0x |", "",
         f"Goal whole doctor < {GOAL:.0f} s: {met} ({doctor_med:.2f} s). The probe's time is its collection "

@@ -24,7 +24,7 @@ import docker
 from report import DOC as BENCH_FILE
 from report import write_section
 
-from orchestrator import images
+from orchestrator.images import build as images
 
 LABELS = {"org.iocfleet.fleet": "bench-images"}
 BASE_PORT = 27600

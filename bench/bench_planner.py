@@ -11,7 +11,9 @@ import time
 
 from report import write_section
 
-from orchestrator import conflicts, planner, spec
+from orchestrator.plan import conflicts
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
 from orchestrator.hostmodel import HostSnapshot, Interface, IPv4
 
 RUNS = 5

@@ -28,12 +28,16 @@ from pathlib import Path
 import numpy as np
 from report import write_section
 
-from orchestrator import host, images, lifecycle, planner, spec
-from orchestrator.backends.docker import DockerBackend, run_kwargs
-from orchestrator.backends.process import ProcessBackend
+from orchestrator import host
+from orchestrator.images import build as images
+from orchestrator.run import lifecycle
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
+from orchestrator.run.backends.docker import DockerBackend, run_kwargs
+from orchestrator.run.backends.process import ProcessBackend
 from orchestrator.export import compose_yaml
-from orchestrator.fleetplan import PlannedFleet
-from orchestrator.readiness import wait_ready
+from orchestrator.plan.onhost import PlannedFleet
+from orchestrator.run.readiness import wait_ready
 
 BASE_PORT = 32064
 TIMEOUT = 300.0

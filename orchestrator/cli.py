@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import EXIT_INTERNAL, IocfleetError, SpecError
+from orchestrator import __version__
+from orchestrator.errors import EXIT_INTERNAL, IocfleetError, SpecError
 
 
 def _fail(exc: IocfleetError) -> None:
@@ -48,7 +48,7 @@ def cli() -> None:
 
 
 def _json(data) -> str:
-    from .render import to_json
+    from orchestrator.render import to_json
 
     return to_json(data)
 
@@ -59,8 +59,8 @@ def _json(data) -> str:
               help="Also report holders of this port (repeatable); 5064 and 5065 always.")
 def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
     """Show interfaces, addresses, broadcast, flags, the default route, and who holds CA ports."""
-    from . import host
-    from .render import interfaces_text
+    from orchestrator import host
+    from orchestrator.render import interfaces_text
 
     snap = host.snapshot(extra_ports=ports)
     if as_json:
@@ -74,7 +74,7 @@ def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the validated fleet as JSON.")
 def validate(fleet: str, as_json: bool) -> None:
     """Check a fleet file; print every problem as FILE:LINE: field: problem — fix (exit 2)."""
-    from . import spec
+    from orchestrator.spec import model as spec
 
     parsed = spec.load(fleet)
     if as_json:
@@ -87,7 +87,7 @@ def validate(fleet: str, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the fleet file (for editors: yaml-language-server, VS Code)."""
-    from .schema import fleet_schema
+    from orchestrator.spec.schema import fleet_schema
 
     click.echo(_json(fleet_schema()))
 
@@ -107,8 +107,8 @@ def _plan_options(func):
 @click.option("--explain", is_flag=True, help="Print every decision with the rule behind it.")
 def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool, explain: bool) -> None:
     """Plan bind addresses, ports and client settings for a fleet, and check them."""
-    from .fleetplan import plan_file
-    from .render import plan_text
+    from orchestrator.plan.onhost import plan_file
+    from orchestrator.render import plan_text
 
     planned = plan_file(fleet, strategy, interface)
     click.echo(_json(planned.to_dict()) if as_json else plan_text(planned, explain))
@@ -118,8 +118,8 @@ def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool,
 @_plan_options
 def env(fleet: str, strategy: str | None, interface: str | None) -> None:
     """Print `export EPICS_CA_...` lines that let a client shell reach every IOC of the fleet."""
-    from .fleetplan import plan_file
-    from .render import export_lines
+    from orchestrator.plan.onhost import plan_file
+    from orchestrator.render import export_lines
 
     click.echo(export_lines(plan_file(fleet, strategy, interface).plan.client_env_dict()))
 
@@ -129,9 +129,9 @@ def env(fleet: str, strategy: str | None, interface: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
 def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool) -> None:
     """Check a fleet's plan against the rules and this host; exit 1 when any finding is an error."""
-    from .errors import EXIT_FINDINGS
-    from .fleetplan import plan_file
-    from .render import findings_text
+    from orchestrator.errors import EXIT_FINDINGS
+    from orchestrator.plan.onhost import plan_file
+    from orchestrator.render import findings_text
 
     planned = plan_file(fleet, strategy, interface)
     if as_json:
@@ -165,8 +165,8 @@ def _finite(value: float, name: str) -> float:
 @click.option("--keep-on-failure", is_flag=True, help="Leave started IOCs running when `up` fails.")
 def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure) -> None:
     """Start the fleet and wait until every PV is connectable through the printed client settings."""
-    from .render import diff_text, progress_printer, up_text
-    from .service import up_fleet
+    from orchestrator.render import diff_text, progress_printer, up_text
+    from orchestrator.run.service import up_fleet
 
     progress = progress_printer(sys.stderr, not as_json)
     result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress)
@@ -177,7 +177,7 @@ def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, ke
 
 
 def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
-    from .service import fleet_name_of
+    from orchestrator.run.service import fleet_name_of
 
     return fleet_name_of(fleet, fleet_name)
 
@@ -189,8 +189,8 @@ def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(fleet, fleet_name, backend, as_json) -> None:
     """Show every IOC of a fleet: state, exit code, restarts, TCP port."""
-    from .backends import select
-    from .render import status_text
+    from orchestrator.run.backends import select
+    from orchestrator.render import status_text
 
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
@@ -209,8 +209,8 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 def logs(fleet, ioc, follow, tail, backend) -> None:
     """Print an IOC's log (FLEET is the fleet file or its name)."""
-    from .backends import select
-    from .lifecycle import find
+    from orchestrator.run.backends import select
+    from orchestrator.run.lifecycle import find
 
     chosen = select(backend)
     instance = find(chosen, _fleet_name(fleet, None), ioc)
@@ -227,9 +227,9 @@ def logs(fleet, ioc, follow, tail, backend) -> None:
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 def restart(fleet, ioc, backend) -> None:
     """Restart one IOC of a running fleet."""
-    from .backends import select
-    from .lifecycle import find
-    from .statedir import fleet_lock
+    from orchestrator.run.backends import select
+    from orchestrator.run.lifecycle import find
+    from orchestrator.run.statedir import fleet_lock
 
     chosen = select(backend)
     name = _fleet_name(fleet, None)
@@ -245,8 +245,8 @@ def restart(fleet, ioc, backend) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
     """Remove every IOC of the fleet, found by label/state, even if the fleet file changed or is gone."""
-    from .backends import select
-    from .service import down_fleet
+    from orchestrator.run.backends import select
+    from orchestrator.run.service import down_fleet
 
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
@@ -276,8 +276,8 @@ def doctor(fleet, addr_list, auto_addr_list, names, repeat, timeout, probe_auto,
     """Diagnose this shell's CA client settings against this host: who answers, and what to change (exit 1 on errors)."""
     import os
 
-    from .diagnose import DoctorOptions, run
-    from .doctor import text
+    from orchestrator.doctor.gather import DoctorOptions, run
+    from orchestrator.doctor.judge import text
 
     auto = None if auto_addr_list is None else auto_addr_list.lower() == "yes"
     diagnosis = run(DoctorOptions(fleet, addr_list, auto, names, repeat, timeout, probe_auto, backend), os.environ)
@@ -304,8 +304,8 @@ def images() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the images as JSON (stable keys).")
 def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_json) -> None:
     """Build the IOC images; an image whose inputs did not change is not rebuilt (exit 4 on failure)."""
-    from . import images as image_builder
-    from .render import progress_printer, table
+    from orchestrator.images import build as image_builder
+    from orchestrator.render import progress_printer, table
 
     built = image_builder.build_images(runtimes or image_builder.RUNTIMES, base_image=base_image,
                                        offline=offline, progress=progress_printer(sys.stderr, not as_json),
@@ -332,8 +332,8 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 @click.option("--json", "as_json", is_flag=True, help="Print the plans and findings as JSON instead.")
 def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, as_json):
     """Export a fleet as a compose file, a swarm stack or Kubernetes manifests (docs/export.md)."""
-    from .export import export_file
-    from .render import findings_text
+    from orchestrator.export import export_file
+    from orchestrator.render import findings_text
 
     result = export_file(kind, fleet, strategy=strategy, interface=interface, host=host_name, node=node,
                          namespace=namespace, repeater=not no_repeater)

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-from .hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface, IPv4, PortHolder
+from orchestrator.hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface, IPv4, PortHolder
 
 # A container id in a cgroup path: docker (".../docker/<id>", "docker-<id>.scope"), containerd,
 # podman ("libpod-<id>"), Kubernetes ("cri-containerd-<id>").

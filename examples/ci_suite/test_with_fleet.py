@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.probe import search
-from orchestrator.readiness import client_destinations
+from orchestrator.ca.probe import search
+from orchestrator.run.readiness import client_destinations
 
 FLEET = __file__.rsplit("/", 1)[0] + "/fleet.yaml"
 

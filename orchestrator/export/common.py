@@ -1,6 +1,6 @@
 """What every exporter says the same way: image, user, hardening, labels, plan hash, restart, health check.
 
-Pure: image tags and hardening come in as an `ImageInfo` (built from `orchestrator.images` by default, or
+Pure: image tags and hardening come in as an `ImageInfo` (built from `orchestrator.images.build` by default, or
 given by tests), so the same plan always exports the same text.
 """
 
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..planmodel import Plan, PlannedIOC
+from orchestrator.plan.model import Plan, PlannedIOC
 
 LABEL_FLEET = "org.iocfleet.fleet"
 LABEL_IOC = "org.iocfleet.ioc"
@@ -51,8 +51,8 @@ class ImageInfo:
 
     @classmethod
     def from_images(cls) -> "ImageInfo":
-        """Tags and hardening as `orchestrator.images` defines them (reads ioc_images/, no Docker call)."""
-        from .. import images
+        """Tags and hardening as `orchestrator.images.build` defines them (reads ioc_images/, no Docker call)."""
+        from orchestrator.images import build as images
 
         return cls({r: images.image_tag(r) for r in BUILT_RUNTIMES},
                    {r: images.container_hardening(r) for r in BUILT_RUNTIMES}, images.IOC_UID)
@@ -111,7 +111,7 @@ def health_argv(ioc: PlannedIOC) -> list[str] | None:
 def plan_hash(ioc: PlannedIOC, image: str) -> str:
     """The `org.iocfleet.plan` label: the docker backend's digest, so `iocfleet status` and `up` treat an
     exported IOC whose plan is unchanged as up to date."""
-    from ..backends import plan_hash as backend_plan_hash
+    from orchestrator.run.backends import plan_hash as backend_plan_hash
 
     return backend_plan_hash(ioc, image)
 

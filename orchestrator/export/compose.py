@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..planmodel import Plan, PlannedIOC
-from .common import (ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash,
-                     repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of,
-                     wants_repeater, REPEATER_ARGV)
+from orchestrator.plan.model import Plan, PlannedIOC
+from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
 
 HEALTH_TIMING = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "15s"}
 
@@ -21,7 +19,7 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
     """The compose file as plain data: `services` keyed by IOC name (plan order), repeater first.
 
     `fleet` (the FleetSpec) supplies each IOC's restart policy; `images` the image tags and hardening
-    (default: orchestrator.images); `repeater=False` leaves the CA repeater to the host.
+    (default: orchestrator.images.build); `repeater=False` leaves the CA repeater to the host.
     """
     info = images or ImageInfo.from_images()
     restarts = restarts_of(fleet)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
-from ..hostmodel import HostSnapshot
-from ..planmodel import Finding, Plan
-from .common import ImageInfo
+from orchestrator.errors import UsageError
+from orchestrator.hostmodel import HostSnapshot
+from orchestrator.plan.model import Finding, Plan
+from orchestrator.export.common import ImageInfo
 
 KINDS = ("compose", "swarm", "k8s")
 
@@ -40,16 +40,18 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     compose and swarm describe one host: the fleet's only host, or `host`. k8s describes every host.
     `node` is this machine's node name (default: its hostname); `snapshot` replaces inspecting it.
     """
-    from .. import conflicts, multihost, spec
-    from .compose import compose_yaml
-    from .k8s import manifests_yaml
-    from .swarm import stack_yaml
+    from orchestrator.plan import conflicts
+    from orchestrator.plan import multihost
+    from orchestrator.spec import model as spec
+    from orchestrator.export.compose import compose_yaml
+    from orchestrator.export.k8s import manifests_yaml
+    from orchestrator.export.swarm import stack_yaml
 
     if kind not in KINDS:
         raise UsageError(f"unknown export kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
     fleet = spec.load(path)
     if snapshot is None:
-        from .. import host as hostinfo
+        from orchestrator import host as hostinfo
 
         count = sum(i.replicas for i in fleet.iocs)
         base = fleet.network.base_port

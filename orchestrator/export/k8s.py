@@ -12,10 +12,8 @@ import hashlib
 import re
 from typing import Mapping
 
-from ..planmodel import Plan, PlannedIOC
-from .common import (LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, ImageInfo,
-                     health_argv, image_of, k8s_quantity, plan_hash, repeater_env, restart_of, restarts_of,
-                     to_yaml_documents, user_of, wants_repeater, REPEATER_ARGV)
+from orchestrator.plan.model import Plan, PlannedIOC
+from orchestrator.export.common import LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, ImageInfo, health_argv, image_of, k8s_quantity, plan_hash, repeater_env, restart_of, restarts_of, to_yaml_documents, user_of, wants_repeater, REPEATER_ARGV
 
 NODE_LABEL = "kubernetes.io/hostname"
 RESTART_ANNOTATION = "org.iocfleet.restart"
@@ -38,7 +36,7 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
     restarts = restarts_of(fleet)
     first = next(iter(plans.values()))
     if client_env is None:
-        from ..multihost import client_env as merged
+        from orchestrator.plan.multihost import client_env as merged
 
         client_env = merged(dict(plans))
     docs = [client_config_map(first.fleet, client_env, namespace)]

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..planmodel import Plan, PlannedIOC
-from .common import (ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash,
-                     repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of,
-                     wants_repeater, REPEATER_ARGV)
-from .compose import HEALTH_TIMING
+from orchestrator.plan.model import Plan, PlannedIOC
+from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
+from orchestrator.export.compose import HEALTH_TIMING
 
 STACK_VERSION = "3.8"  # `docker stack deploy` (engine 20.10) needs an explicit 3.x version
 HOST_NETWORK = "hostnet"

@@ -79,7 +79,7 @@ def supervisors(state: Path, fleet: str) -> list:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "orchestrator.supervise" in cmd and any(a.startswith(marker) for a in cmd):
+        if "orchestrator.run.supervise" in cmd and any(a.startswith(marker) for a in cmd):
             found.append(proc)
     return found
 

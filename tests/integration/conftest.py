@@ -10,7 +10,7 @@ import pytest
 
 from cli_run import iocfleet, labelled_containers, supervisors
 from images_fixture import built_images, docker_client  # noqa: F401  (session fixtures: the engine, both images)
-from orchestrator import images
+from orchestrator.images import build as images
 from orchestrator.export import ImageInfo
 
 

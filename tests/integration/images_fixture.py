@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import images
+from orchestrator.images import build as images
 from ports import free_port
 
 TEST_FLEET = "test-images"

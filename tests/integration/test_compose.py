@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import images, planner, spec
+from orchestrator.images import build as images
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
 from orchestrator.export import ImageInfo, compose_yaml
 from orchestrator.export.common import LABEL_FLEET
 from orchestrator.hostmodel import loopback_only_snapshot

@@ -1,7 +1,7 @@
 """`iocfleet doctor` against real caproto and softioc IOCs in a two-namespace lab.
 
 The IOC namespace is the diagnosed host; the doctor runs inside it (`ip netns exec NS python -m
-orchestrator.diagnose --json`, the same service `iocfleet doctor` calls) so psutil and /proc see that
+orchestrator.doctor.gather --json`, the same service `iocfleet doctor` calls) so psutil and /proc see that
 host's sockets, or on the client namespace, where it can only measure. Nothing here touches the root
 namespace's network: every server and client lives in the lab, and the one scenario with default
 (automatic) beacons runs in a lab namespace whose 255.255.255.255 reaches only the lab's client end.
@@ -48,7 +48,7 @@ def start_ioc(lab: Lab, runtime: str, names: list[str], env: dict[str, str] | No
 def run_doctor(lab: Lab, where: str, *args: str, addr_list: str) -> tuple[int, dict, str]:
     """The doctor inside the lab with a client environment searching only `addr_list`."""
     env = base_env() | {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": addr_list}
-    done = subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.diagnose", "--json", *args], where),
+    done = subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.doctor.gather", "--json", *args], where),
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout), done.stderr
@@ -184,7 +184,7 @@ def test_hand_started_ioc_with_default_beacons(lab2, runtime):
 def test_refuses_to_probe_nowhere(lab2):
     """An empty list with AUTO=NO: the doctor refuses to search (exit 2) instead of guessing an address."""
     env = base_env() | {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": ""}
-    done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.diagnose", "--names", "A"], "ns"),
+    done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.doctor.gather", "--names", "A"], "ns"),
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "refusing to probe" in done.stderr
 
@@ -194,13 +194,13 @@ def test_auto_addr_list_is_not_probed_without_flag(lab2):
     procs = [start_ioc(lab2, "caproto", ["Q:a"])]
     try:
         env = base_env() | {"EPICS_CA_AUTO_ADDR_LIST": "YES", "EPICS_CA_ADDR_LIST": ""}
-        done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.diagnose", "--json", "--names", "Q:a"],
+        done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.doctor.gather", "--json", "--names", "Q:a"],
                                         "ns"), env=env, capture_output=True, text=True, timeout=60)
         report = json.loads(done.stdout)
         assert "auto-addr-list" in codes(report, "warning")
         assert report["paths"] == [] and report["probe"]["replies"] == 0
         assert any("NOT probed" in n for n in report["notes"])
-        done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.diagnose", "--json", "--names", "Q:a",
+        done = subprocess.run(lab2.argv([sys.executable, "-m", "orchestrator.doctor.gather", "--json", "--names", "Q:a",
                                          "--probe-auto", "--repeat", "2"], "ns"),
                               env=env, capture_output=True, text=True, timeout=60)
         report = json.loads(done.stdout)
@@ -230,14 +230,14 @@ def test_fleet_started_by_iocfleet(lab2, tmp_path):
     up = run("-m", "orchestrator.cli", "up", str(fleet), "--backend", "process", "--timeout", "30")
     try:
         assert up.returncode == 0, up.stderr[-1000:]
-        done = run("-m", "orchestrator.diagnose", "--json", "--fleet", str(fleet), "--backend", "process",
+        done = run("-m", "orchestrator.doctor.gather", "--json", "--fleet", str(fleet), "--backend", "process",
                    "--repeat", "20")
         report = json.loads(done.stdout)
         assert done.returncode == 0 and report["client"]["source"] == "fleet doctest plan"
         assert report["paths"][0]["address"] == lab2.broadcast
         assert {i["name"]: i["reach"] for i in report["paths"][0]["iocs"]} == {"a": 1.0, "b": 1.0}
         assert "repeater-missing" not in codes(report)  # the fleet runs its own
-        done = run("-m", "orchestrator.diagnose", "--json", "--fleet", str(fleet), "--backend", "process",
+        done = run("-m", "orchestrator.doctor.gather", "--json", "--fleet", str(fleet), "--backend", "process",
                    "--repeat", "30", "--addr-list", lab2.ns_addr)
         report = json.loads(done.stdout)
         assert done.returncode == 1 and "distinct-ports" in finding(report, "unicast-addr-list-multi-ioc")["fix"]

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from orchestrator import images
+from orchestrator.images import build as images
 
 from images_fixture import (LABELS, client_env, container_ioc, free_port_pair, host_ioc, run_pyepics,
                             sample_ioc, server_env)

@@ -70,7 +70,7 @@ def test_sockets_are_made_inside_the_namespace(lab2):
 
 
 def test_probe_cli_runs_inside_a_namespace(lab):
-    """`ip netns exec NS python -m orchestrator.probe --json` against a caproto IOC in that namespace."""
+    """`ip netns exec NS python -m orchestrator.ca.probe --json` against a caproto IOC in that namespace."""
     from pathlib import Path
 
     server = Path(__file__).parent / "servers" / "caproto_server.py"
@@ -79,7 +79,7 @@ def test_probe_cli_runs_inside_a_namespace(lab):
     ioc = start_process(lab, "ns", [sys.executable, str(server), "LAB:X"], env)
     try:
         assert ioc.ready
-        done = subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.probe", "--addr", f"{lab.broadcast}:5064",
+        done = subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.ca.probe", "--addr", f"{lab.broadcast}:5064",
                                         "--names", "LAB:X", "LAB:missing", "--repeat", "5", "--json"]),
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr

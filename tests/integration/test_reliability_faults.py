@@ -225,10 +225,10 @@ class PortThief:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_port_taken_between_plan_and_launch_is_reported_and_nothing_leaks(tmp_path, state, teardown, monkeypatch,
                                                                          backend, runtime, timeout):
-    from orchestrator import spec
-    from orchestrator.backends import select
+    from orchestrator.spec import model as spec
+    from orchestrator.run.backends import select
     from orchestrator.errors import ReadinessTimeout
-    from orchestrator.service import up_spec
+    from orchestrator.run.service import up_spec
 
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     port = {("docker", "caproto"): 31140, ("docker", "softioc"): 31142,

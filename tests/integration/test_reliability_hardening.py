@@ -90,9 +90,9 @@ def test_process_backend_passes_env_values_literally_and_drops_the_callers_epics
 
 
 def test_run_kwargs_never_leave_the_allow_list_whatever_the_fleet_file_says():
-    from orchestrator import spec
-    from orchestrator.backends.docker import ALLOWED_RUN_KEYS, run_kwargs
-    from orchestrator.fleetplan import plan_spec
+    from orchestrator.spec import model as spec
+    from orchestrator.run.backends.docker import ALLOWED_RUN_KEYS, run_kwargs
+    from orchestrator.plan.onhost import plan_spec
     from orchestrator.hostmodel import HostSnapshot
     from orchestrator import host
 

@@ -19,7 +19,7 @@ BUDGET_S = 180
 
 
 def test_fifty_iocs_answer_ten_thousand_broadcast_searches_with_reach_1(tmp_path):
-    from orchestrator import probe
+    from orchestrator.ca import probe
 
     fleet = "relload"
     iocs = [{"name": "l", "runtime": "caproto", "prefix": "RELLOAD:{i}:", "replicas": IOCS,

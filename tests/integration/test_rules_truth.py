@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from labnet import Lab, LabProcess, make_lab, start_process
-from orchestrator import probe, rules
+from orchestrator.ca import probe
+from orchestrator.ca import rules
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

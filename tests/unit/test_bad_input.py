@@ -231,7 +231,7 @@ ENV_CASES = [
 def test_malformed_ca_environment_is_refused_naming_the_variable(state, case, env, words):
     variable = next(iter(env))
     full = {**os.environ, "XDG_STATE_HOME": str(state), **env}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.diagnose", "--names", "RELBAD:NONE"], env=full,
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.doctor.gather", "--names", "RELBAD:NONE"], env=full,
                           capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert proc.returncode == 2, proc.stderr
     line = last_line(proc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from hosts import DOWN, P2P, host, tcp_holder, udp_holder
-from orchestrator import conflicts, planner, spec
+from orchestrator.plan import conflicts
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
 
 
 def fleet(n=3, **network):

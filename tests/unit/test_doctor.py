@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from orchestrator import caenv, doctor
+from orchestrator.ca import env as caenv
+from orchestrator.doctor import judge as doctor
 from orchestrator.errors import EXIT_FINDINGS
 from orchestrator.hostmodel import HostSnapshot, Interface, IPv4, PortHolder
-from orchestrator.probe import ProbeResult, Reply
+from orchestrator.ca.probe import ProbeResult, Reply
 
 HOST = "198.51.100.1"
 BCAST = "198.51.100.255"

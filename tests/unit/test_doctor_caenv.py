@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import caenv
+from orchestrator.ca import env as caenv
 from orchestrator.errors import UsageError
 
 

@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hosts import LO, host
-from orchestrator import images, planner, spec
+from orchestrator.images import build as images
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
 from orchestrator.export import ImageInfo, compose_dict, compose_yaml, plan_hash
 from orchestrator.export.common import CAPROTO_HEALTH, LIBCA_HEALTH, LABEL_FLEET, LABEL_IOC, LABEL_PLAN
 
@@ -181,7 +183,7 @@ def test_loopback_only_host_is_enough_to_export():
 
 
 def test_plan_label_matches_what_the_docker_backend_puts_on_launched_iocs():
-    from orchestrator.backends import plan_hash as backend_plan_hash
+    from orchestrator.run.backends import plan_hash as backend_plan_hash
 
     p, doc = export(fleet())
     for ioc in p.iocs:

@@ -12,8 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import images
-from orchestrator.imagebuild import ImageBuildError, debian, inputs, wheelhouse
+from orchestrator.images import build as images
+from orchestrator.images import ImageBuildError
+from orchestrator.images import debian
+from orchestrator.images import inputs
+from orchestrator.images import wheelhouse
 
 sys.path.insert(0, str(images.ioc_images_root() / "common"))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hosts import host
-from orchestrator import multihost, spec
+from orchestrator.plan import multihost
+from orchestrator.spec import model as spec
 from orchestrator.errors import UsageError
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hosts import DOWN, ETH, LO, P2P, host
-from orchestrator import planner, spec
+from orchestrator.plan import planner
+from orchestrator.spec import model as spec
 
 
 def fleet(n=3, runtime="caproto", **network) -> spec.FleetSpec:

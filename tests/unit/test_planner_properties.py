@@ -7,7 +7,10 @@ import ipaddress
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import conflicts, planner, rules, spec
+from orchestrator.plan import conflicts
+from orchestrator.plan import planner
+from orchestrator.ca import rules
+from orchestrator.spec import model as spec
 from orchestrator.hostmodel import HostSnapshot, Interface, IPv4
 
 LO = Interface("lo", True, True, False, False, 65536, (IPv4.from_cidr("127.0.0.1/8", broadcast=False),))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import caproto as ca
 import pytest
 
-from orchestrator import probe
+from orchestrator.ca import probe
 from orchestrator.errors import UsageError
 
 

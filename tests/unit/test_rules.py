@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import rules
+from orchestrator.ca import rules
 from orchestrator.hostmodel import IPv4, Interface
-from orchestrator.rules import Datagram, Socket
+from orchestrator.ca.rules import Datagram, Socket
 
 LO = Interface("lo", True, True, False, False, 65536, (IPv4.from_cidr("127.0.0.1/8", broadcast=False),))
 ETH = Interface("eth1", True, False, True, True, 1500, (IPv4.from_cidr("10.9.8.7/24"),))
@@ -34,7 +34,7 @@ def test_rsrv_holds_two_sockets_on_an_address_without_broadcast_and_gets_two_thi
 def test_share_band_of_the_truth_matrix_separates_shares_one_socket_apart():
     """The matrix judges shares over 960 searches in a 4.5 sigma band: a model one socket off (1/2 vs
     2/3, 1/3 vs 1/2, either way round) predicts a band the true count lands far outside of (>= 4 sigma)."""
-    from orchestrator import probe
+    from orchestrator.ca import probe
 
     n, z = 960, 4.5
     for model, truth in ((1 / 2, 2 / 3), (1 / 3, 1 / 2), (1 / 2, 1 / 3), (2 / 3, 1 / 2)):

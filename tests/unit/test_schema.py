@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
-from orchestrator.schema import fleet_schema
+from orchestrator.spec.schema import fleet_schema
 
 
 def test_schema_command_prints_a_valid_draft_2020_12_schema():

@@ -1,0 +1,3 @@
+"""From a fleet file and a host snapshot to a plan: the data types (`model`), the pure planner
+(`planner`), conflicts as findings (`conflicts`), multi-host splitting (`multihost`) and the one I/O step
+that reads the file and inspects this host before planning (`onhost`)."""

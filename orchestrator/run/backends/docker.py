@@ -1,0 +1,271 @@
+"""The Docker backend: one container per IOC with host networking, found again by its labels.
+
+The only module that imports the docker SDK (besides image builds). Translating an IOC into
+`containers.run` keyword arguments is the pure function `run_kwargs`, which only ever emits keys from
+an allow-list: the fleet file cannot inject other Docker options.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+from orchestrator.errors import BackendUnavailable
+from orchestrator.plan.model import PlannedIOC
+from orchestrator.run.backends import LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, REPEATER, Instance
+
+ALLOWED_RUN_KEYS = frozenset({
+    "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
+    "tmpfs", "cap_drop", "security_opt", "restart_policy", "mem_limit", "pids_limit", "init", "stop_signal",
+})
+ON_FAILURE_RETRIES = 5
+
+
+def engine_error(timeout: float = 3.0) -> str | None:
+    """None when a Docker Engine answers a ping, else a one-line reason."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine" here
+        return str(exc).splitlines()[0][:200] or type(exc).__name__
+
+
+def container_name(fleet: str, name: str) -> str:
+    return f"iocfleet-{fleet}-{name}"
+
+
+def image_ref(ioc: PlannedIOC) -> str:
+    """The image an IOC runs: ours (tagged by content) for caproto/softioc, the user's for `image`."""
+    if ioc.runtime == "image":
+        return ioc.image or ""
+    if ioc.image:
+        return ioc.image
+    from orchestrator.images.build import image_tag
+
+    return image_tag(ioc.runtime)
+
+
+def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
+    """`containers.run` arguments for one IOC: host network, the plan's env, labels, hardening, limits."""
+    from orchestrator.images.build import IOC_UID, container_hardening
+
+    kwargs = {
+        "image": image_ref(ioc),
+        "name": container_name(fleet, ioc.name),
+        "environment": ioc.env_dict(),
+        "labels": {LABEL_FLEET: fleet, LABEL_IOC: ioc.name, LABEL_PLAN: plan_hash, LABEL_ROLE: "ioc",
+                   LABEL_RUNTIME: ioc.runtime},
+        "network_mode": "host",
+        "detach": True,
+        "init": True,
+        "restart_policy": restart_policy(ioc.restart),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+    }
+    if ioc.runtime != "image":
+        kwargs.update(container_hardening(ioc.runtime))
+    if ioc.user:
+        kwargs["user"] = ioc.user
+    elif ioc.runtime != "image":
+        kwargs["user"] = f"{IOC_UID}:{IOC_UID}"
+    if ioc.command:
+        kwargs["command"] = list(ioc.command)
+    if ioc.limits.memory:
+        kwargs["mem_limit"] = ioc.limits.memory
+    if ioc.limits.pids:
+        kwargs["pids_limit"] = ioc.limits.pids
+    unknown = set(kwargs) - ALLOWED_RUN_KEYS
+    if unknown:  # a programming error, never user input: user input only fills values
+        raise AssertionError(f"run_kwargs produced keys outside the allow-list: {sorted(unknown)}")
+    return kwargs
+
+
+def restart_policy(policy: str) -> dict:
+    if policy == "on-failure":
+        return {"Name": "on-failure", "MaximumRetryCount": ON_FAILURE_RETRIES}
+    return {"Name": "always" if policy == "always" else "no"}
+
+
+def _engine_call(method):
+    """Engine errors escaping a backend call (the daemon went away mid-command, a refused request) become
+    BackendUnavailable (exit 4) naming the call; docker-py raises transport errors as plain requests
+    exceptions, which were reported as internal errors (exit 70)."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        import docker
+        import requests
+
+        try:
+            return method(self, *args, **kwargs)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise BackendUnavailable(f"Docker Engine error in {method.__name__}: {reason}", "docker",
+                                     "check that dockerd answers (`docker info`); a later `iocfleet up` adopts "
+                                     "or replaces what this one left") from exc
+    return call
+
+
+class DockerBackend:
+    """IOCs as containers on the local Docker Engine."""
+
+    name = "docker"
+
+    def __init__(self, client=None) -> None:
+        from orchestrator.images.build import IOC_UID
+
+        self.ioc_uid = IOC_UID
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env(timeout=30)
+                self._client.ping()
+            except Exception as exc:  # noqa: BLE001
+                raise BackendUnavailable(f"no Docker Engine answers: {exc}", "docker",
+                                         "start dockerd, or use --backend process") from exc
+        return self._client
+
+    def _errors(self):
+        import docker
+
+        return docker.errors
+
+    @_engine_call
+    def instances(self, fleet: str | None = None, details: bool = True) -> list[Instance]:
+        """The fleet's containers by label. `details=False` is one engine call (no inspect per container,
+        no TCP port lookup): enough to see states while `up` waits."""
+        label = f"{LABEL_FLEET}={fleet}" if fleet else LABEL_FLEET
+        try:
+            containers = self.client.containers.list(all=True, filters={"label": label}, sparse=not details)
+        except self._errors().DockerException as exc:
+            raise BackendUnavailable(f"Docker Engine error: {exc}", "docker", "check that dockerd is running")
+        return sorted((self._instance(c, details) for c in containers), key=lambda i: (i.fleet, i.role, i.name))
+
+    def _instance(self, container, details: bool = True) -> Instance:
+        labels = container.labels if details else (container.attrs.get("Labels") or {})
+        state = container.attrs.get("State", {})
+        if not isinstance(state, dict):  # a sparse listing: State is just the status word
+            state = {"Status": state}
+        status = state.get("Status", "unknown")
+        exit_code = state.get("ExitCode") if status in ("exited", "restarting", "dead") else None
+        pid = state.get("Pid") or None
+        return Instance(fleet=labels.get(LABEL_FLEET, ""), name=labels.get(LABEL_IOC, ""),
+                        role=labels.get(LABEL_ROLE, "ioc"), runtime=labels.get(LABEL_RUNTIME, "image"),
+                        state=status, plan_hash=labels.get(LABEL_PLAN, ""), exit_code=exit_code,
+                        restarts=container.attrs.get("RestartCount", 0), container=container.id,
+                        pid=pid, tcp_port=_listening_port(pid) if details else None)
+
+    @_engine_call
+    def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
+        """Build our IOC images if missing, and check that `image` IOCs' images exist locally."""
+        runtimes = sorted({i.runtime for i in iocs if i.runtime != "image" and not i.image})
+        if runtimes:
+            from orchestrator.images.build import build_images
+
+            build_images(runtimes, progress=progress)
+        for ioc in iocs:
+            if ioc.runtime == "image" or ioc.image:
+                try:
+                    self.client.images.get(image_ref(ioc))
+                except self._errors().ImageNotFound:
+                    raise BackendUnavailable(f"image {image_ref(ioc)!r} of IOC {ioc.name} is not on this host",
+                                             f"iocs[{ioc.declared_as}].image",
+                                             "load or build it first (docker load / docker build)")
+
+    @_engine_call
+    def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
+        """Create and start the IOC's container: two engine calls (a leftover of the same name is replaced)."""
+        kwargs = run_kwargs(fleet, ioc, plan_hash)
+        kwargs.pop("detach")
+        errors = self._errors()
+        try:
+            try:
+                container = self.client.containers.create(**kwargs)
+            except errors.APIError as exc:
+                if exc.status_code != 409:  # 409: a container of that name exists (a crashed run's)
+                    raise
+                self._remove_named(kwargs["name"])
+                container = self.client.containers.create(**kwargs)
+            container.start()
+        except errors.DockerException as exc:
+            raise BackendUnavailable(f"starting {ioc.name} failed: {exc}", kwargs["name"],
+                                     "check `docker info` and the image") from exc
+        return Instance(fleet=fleet, name=ioc.name, role="ioc", runtime=ioc.runtime, state="running",
+                        plan_hash=plan_hash, container=container.id)
+
+    @_engine_call
+    def start_repeater(self, fleet: str, port: int) -> Instance:
+        from orchestrator.images.build import IOC_UID, container_hardening, image_tag
+
+        name = container_name(fleet, REPEATER)
+        self._remove_named(name)
+        container = self.client.containers.run(
+            image=image_tag("caproto"), entrypoint=["python3", "-m", "caproto.commandline.repeater"], name=name,
+            environment={"EPICS_CA_REPEATER_PORT": str(port)}, network_mode="host", detach=True, init=True,
+            labels={LABEL_FLEET: fleet, LABEL_IOC: REPEATER, LABEL_PLAN: "repeater", LABEL_ROLE: "repeater",
+                    LABEL_RUNTIME: "caproto"},
+            restart_policy={"Name": "always"}, **{**container_hardening("caproto"), "user": f"{IOC_UID}:{IOC_UID}"},
+        )
+        container.reload()
+        return self._instance(container)
+
+    def _remove_named(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except self._errors().NotFound:
+            pass
+
+    @_engine_call
+    def remove(self, instance: Instance) -> None:
+        try:
+            self.client.containers.get(instance.container).remove(force=True)
+        except self._errors().NotFound:
+            pass
+
+    @_engine_call
+    def restart(self, instance: Instance) -> Instance:
+        container = self.client.containers.get(instance.container)
+        container.restart(timeout=5)
+        container.reload()
+        return self._instance(container)
+
+    @_engine_call
+    def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:
+        try:
+            raw = self.client.containers.get(instance.container).logs(tail=tail or "all")
+        except self._errors().NotFound:
+            return []
+        return raw.decode(errors="replace").splitlines()
+
+    def follow(self, instance: Instance) -> Iterator[str]:
+        container = self.client.containers.get(instance.container)
+        buffer = b""
+        for chunk in container.logs(stream=True, follow=True, tail=20):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            yield from (line.decode(errors="replace") for line in lines)
+
+
+def _listening_port(pid: int | None) -> int | None:
+    """The TCP port the container's main process listens on (host network: visible from here)."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        ports = sorted(c.laddr.port for p in procs for c in p.net_connections(kind="tcp4")
+                       if c.status == psutil.CONN_LISTEN)
+    except psutil.Error:
+        return None
+    return ports[0] if ports else None

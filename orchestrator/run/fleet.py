@@ -1,0 +1,114 @@
+"""A fleet as a resource: `with Fleet.up(spec) as fleet:` starts it, waits until ready, always tears down.
+
+The pytest fixture `ca_fleet` is a thin wrapper over this. `isolate` renames the fleet and its PV
+prefixes (and shifts distinct ports) so parallel test workers never serve the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from orchestrator.spec import model as specs
+from orchestrator.errors import IocfleetError
+
+
+class Fleet:
+    """A running fleet: its client settings, and `get`/`put` of PVs over CA through exactly those settings."""
+
+    def __init__(self, fleet: specs.FleetSpec, backend, result, tag: str | None = None) -> None:
+        self.spec = fleet
+        self.name = fleet.name
+        self.backend = backend
+        self.result = result
+        self.tag = tag
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        return dict(self.result.client_env)
+
+    @property
+    def findings(self):
+        return list(self.result.findings)
+
+    def pv(self, name: str) -> str:
+        """The served name of `name` as written in the fleet file (isolation prefixes it with `tag:`)."""
+        if self.tag and not name.startswith(f"{self.tag}:"):
+            return f"{self.tag}:{name}"
+        return name
+
+    def pvs(self) -> list[str]:
+        """Every declared PV of the fleet, as served."""
+        from orchestrator.plan.planner import expand_replicas
+
+        return [prefix + pv.name for ioc, _, prefix in expand_replicas(self.spec.iocs) for pv in ioc.pvs]
+
+    def get(self, name: str, timeout: float = 5.0):
+        """Read one PV (fleet-file name or served name) over CA with the fleet's client settings."""
+        from orchestrator.ca.circuit import read_channels
+
+        actual = self.pv(name)
+        outcome = self._on_server(actual, timeout, lambda server: read_channels(server, [actual])[actual])
+        return outcome.value
+
+    def put(self, name: str, value, timeout: float = 5.0):
+        """Write one PV and return the value read back."""
+        from orchestrator.ca.circuit import write_channel
+
+        actual = self.pv(name)
+        return self._on_server(actual, timeout, lambda server: write_channel(server, actual, value)).value
+
+    def status(self):
+        return self.backend.instances(self.name)
+
+    def _on_server(self, actual: str, timeout: float, action):
+        from orchestrator.run.readiness import client_destinations, locate
+
+        deadline = time.monotonic() + timeout
+        last = "no server answered the search"
+        while time.monotonic() < deadline:
+            for server, _names in locate([actual], client_destinations(self.client_env), 0.3).items():
+                outcome = action(server)
+                if outcome.ok:
+                    return outcome
+                last = outcome.error
+        raise IocfleetError(f"{actual}: {last}", f"fleet {self.name}",
+                            "check `iocfleet status` and that the name is declared in the fleet file")
+
+    @classmethod
+    @contextmanager
+    def up(cls, source: str | Path | dict | specs.FleetSpec, backend: str = "auto", timeout: float = 60.0,
+           strategy: str | None = None, interface: str | None = None, isolate: str | None = None,
+           port_offset: int = 0, progress=None) -> Iterator["Fleet"]:
+        """Start the fleet, wait until every PV answers, yield it, and always remove it afterwards."""
+        from orchestrator.run.backends import select
+        from orchestrator.run.service import down_fleet, up_spec
+
+        fleet = _load(source)
+        fleet = isolated(fleet, isolate, port_offset)
+        chosen = select(backend)
+        try:
+            result = up_spec(fleet, chosen, strategy, interface, timeout, progress=progress)
+            yield cls(fleet, chosen, result, isolate)
+        finally:
+            down_fleet(chosen, fleet.name)
+
+
+def _load(source) -> specs.FleetSpec:
+    if isinstance(source, specs.FleetSpec):
+        return source
+    if isinstance(source, dict):
+        return specs.from_dict(source)
+    return specs.load(source)
+
+
+def isolated(fleet: specs.FleetSpec, tag: str | None, port_offset: int = 0) -> specs.FleetSpec:
+    """The fleet renamed for one test worker: `NAME-tag`, prefixes `tag:PREFIX`, ports shifted."""
+    if not tag and not port_offset:
+        return fleet
+    iocs = tuple(dataclasses.replace(ioc, prefix=f"{tag}:{ioc.prefix}" if tag else ioc.prefix) for ioc in fleet.iocs)
+    network = dataclasses.replace(fleet.network, base_port=fleet.network.base_port + port_offset)
+    return dataclasses.replace(fleet, name=f"{fleet.name}-{tag}" if tag else fleet.name, iocs=iocs, network=network)

@@ -1,0 +1,258 @@
+"""Bring a fleet up, find it, take it down: desired state (the plan) against actual (the backend).
+
+`up` diffs the plan against the running instances (found by label or state file), applies only the
+difference, then waits until every PV answers over CA. On failure or interruption it removes what it
+started, unless asked to keep it. `Fleet` wraps the same as a context manager for tests and scripts.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from orchestrator.run.backends import REPEATER, Backend, Instance, plan_hash
+from orchestrator.plan.conflicts import has_errors
+from orchestrator.errors import ReadinessTimeout, RefusedError
+from orchestrator.plan.onhost import PlannedFleet
+from orchestrator.plan.model import Finding, PlannedIOC
+from orchestrator.run.readiness import ReadyReport, wait_ready
+
+LOG_LINES_ON_TIMEOUT = 20
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What `up` must do: keep, create, replace (changed or not running) and remove (not in the plan)."""
+
+    keep: tuple[str, ...]
+    create: tuple[str, ...]
+    replace: tuple[str, ...]
+    remove: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.replace or self.remove)
+
+    def to_dict(self) -> dict:
+        return {"keep": list(self.keep), "create": list(self.create), "replace": list(self.replace),
+                "remove": list(self.remove)}
+
+
+@dataclass
+class UpResult:
+    """What `up` did and found: the diff, the instances, readiness, findings."""
+
+    fleet: str
+    backend: str
+    diff: Diff
+    instances: list[Instance]
+    report: ReadyReport | None
+    findings: list[Finding] = field(default_factory=list)
+    client_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.report is not None and self.report.ready
+
+    def to_dict(self) -> dict:
+        by_name = {i.name: i for i in self.instances}
+        iocs = []
+        for item in (self.report.iocs if self.report else ()):
+            inst = by_name.get(item.name)
+            iocs.append({
+                "name": item.name, "runtime": inst.runtime if inst else None,
+                "state": inst.state if inst else "missing", "container": inst.container if inst else None,
+                "pid": inst.pid if inst else None, "tcp_port": inst.tcp_port if inst else None,
+                "pvs_ready": len(item.ready), "pvs_total": len(item.ready) + len(item.missing),
+                "missing": list(item.missing),
+            })
+        return {"fleet": self.fleet, "backend": self.backend, "ready": self.ready, "iocs": iocs,
+                "client_env": self.client_env, "diff": self.diff.to_dict(),
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def diff(iocs: tuple[PlannedIOC, ...], hashes: dict[str, str], actual: list[Instance]) -> Diff:
+    """Compare planned IOCs (with their config hashes) against actual instances of the fleet."""
+    current = {i.name: i for i in actual if i.role == "ioc"}
+    keep, create, replace = [], [], []
+    for ioc in iocs:
+        inst = current.get(ioc.name)
+        if inst is None:
+            create.append(ioc.name)
+        elif inst.plan_hash != hashes[ioc.name] or inst.state not in ("running", "restarting"):
+            replace.append(ioc.name)
+        else:
+            keep.append(ioc.name)
+    planned = {i.name for i in iocs}
+    remove = [name for name in current if name not in planned]
+    return Diff(tuple(keep), tuple(create), tuple(replace), tuple(sorted(remove)))
+
+
+def config_hashes(planned: PlannedFleet) -> dict[str, str]:
+    from orchestrator.run.backends.docker import image_ref
+
+    return {i.name: plan_hash(i, image_ref(i) if i.runtime != "image" else i.image) for i in planned.plan.iocs}
+
+
+def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bool = False,
+       keep_on_failure: bool = False, dry_run: bool = False, progress=None) -> UpResult:
+    """Make the fleet match the plan and wait until every PV answers; roll back what was started on failure."""
+    plan = planned.plan
+    findings = list(planned.findings)
+    actual = backend.instances(plan.fleet)
+    findings += _stale(plan.fleet, actual)
+    hashes = config_hashes(planned)
+    changes = diff(plan.iocs, hashes, actual)
+    result = UpResult(plan.fleet, backend.name, changes, actual, None, findings, plan.client_env_dict())
+    if has_errors(planned.findings) and not force:
+        errors = [f for f in planned.findings if f.severity == "error"]
+        raise RefusedError(f"{len(errors)} error finding(s), first: {errors[0].code}: {errors[0].message}",
+                           f"fleet {plan.fleet}", errors[0].fix + "; or pass --force")
+    if dry_run:
+        return result
+    to_start = [i for i in plan.iocs if i.name in changes.create or i.name in changes.replace]
+    # Rollback removes by name whatever exists of these, so an instance whose start was interrupted
+    # half-way (created by the engine, not yet returned to us) goes too.
+    starting = {i.name for i in to_start}
+    with _interrupt_on_sigterm():
+        try:
+            backend.prepare(to_start, progress=_event(progress))
+            for name in changes.remove + changes.replace:
+                backend.remove(next(i for i in actual if i.name == name and i.role == "ioc"))
+            repeater = not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned)
+            if repeater:
+                starting.add(REPEATER)
+            _start_all(backend, plan, to_start, hashes, progress, repeater)
+            report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
+            result.report = report
+            result.instances = backend.instances(plan.fleet)
+            if not report.ready:
+                raise ReadinessTimeout(_timeout_text(report, backend, result.instances), f"fleet {plan.fleet}",
+                                       "read the log lines above; `iocfleet logs FLEET IOC` shows more")
+            return result
+        except BaseException:
+            if not keep_on_failure:
+                for inst in backend.instances(plan.fleet):
+                    if inst.name in starting:
+                        backend.remove(inst)
+            raise
+
+
+START_PARALLEL = 2  # engine calls in flight: on 2 cores more only competes with the IOCs booting (bench_up)
+
+
+def _start_all(backend: Backend, plan, iocs: list[PlannedIOC], hashes: dict[str, str], progress,
+               repeater: bool) -> None:
+    """Start the IOCs (and the fleet's repeater) a few at a time; on any failure or interrupt, let started
+    calls finish, then re-raise (the caller's rollback removes by name whatever exists).
+
+    IOCs of one shared port may start at the same moment: our caproto program listens on its TCP port
+    as soon as it binds it (ioc_images/caproto/ioc.py), so two of them never end up on one TCP port.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(ioc: PlannedIOC) -> None:
+        _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
+        backend.start(plan.fleet, ioc, hashes[ioc.name])
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs) + repeater)))
+    try:
+        futures = [pool.submit(backend.start_repeater, plan.fleet, plan.repeater.port)] if repeater else []
+        futures += [pool.submit(start, ioc) for ioc in iocs]
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exited_for_good(backend: Backend, fleet: str):
+    """A give-up test for readiness: an IOC still missing PVs has exited and will not be restarted."""
+    import time
+
+    last = {"at": 0.0}
+
+    def check(report: ReadyReport) -> bool:
+        now = time.monotonic()
+        if now - last["at"] < 1.0:  # asking the backend costs a docker call: once a second is plenty
+            return False
+        last["at"] = now
+        missing = {i.name for i in report.iocs if not i.complete}
+        current = backend.instances(fleet, details=False)
+        return any(i.name in missing and i.state in ("exited", "dead") for i in current)
+
+    return check
+
+
+def _stale(fleet: str, actual: list[Instance]) -> list[Finding]:
+    dead = [i.name for i in actual if i.state not in ("running", "restarting")]
+    if not dead:
+        return []
+    return [Finding("stale-fleet", "warning", f"{len(dead)} instance(s) of fleet {fleet} are not running: "
+                    f"{', '.join(dead)}", "up replaces them; `iocfleet down` removes them", "R16", tuple(dead))]
+
+
+def _repeater_elsewhere(planned: PlannedFleet) -> bool:
+    """A repeater already holds the port (another fleet's or the host's): don't start a second (R12)."""
+    return bool(planned.snapshot.holders("udp", planned.plan.repeater.port))
+
+
+def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:
+    by_name = {i.name: i for i in instances}
+    parts = ["timed out waiting for PVs:"]
+    for item in report.iocs:
+        if item.complete:
+            continue
+        inst = by_name.get(item.name)
+        state = f"{inst.state}, exit code {inst.exit_code}" if inst else "missing"
+        parts.append(f"  {item.name} ({state}): {len(item.missing)} of {len(item.missing) + len(item.ready)} "
+                     f"PVs never answered: {', '.join(item.missing[:8])}{' ...' if len(item.missing) > 8 else ''}")
+        if inst:
+            parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
+    return "\n".join(parts)
+
+
+def down(backend: Backend, fleet: str) -> list[Instance]:
+    """Remove every instance of `fleet` the backend can find (by label or state), whatever the fleet file says."""
+    removed = backend.instances(fleet)
+    for inst in sorted(removed, key=lambda i: i.role == "repeater"):
+        backend.remove(inst)
+    return removed
+
+
+def find(backend: Backend, fleet: str, name: str) -> Instance:
+    from orchestrator.errors import UsageError
+
+    for inst in backend.instances(fleet):
+        if inst.name == name:
+            return inst
+    names = ", ".join(i.name for i in backend.instances(fleet) if i.name != REPEATER) or "none"
+    raise UsageError(f"fleet {fleet!r} has no IOC {name!r}", name, f"running IOCs: {names}")
+
+
+def _event(progress):
+    if progress is None:
+        return None
+    return lambda event: progress(getattr(event, "message", str(event)))
+
+
+def _emit(progress, text: str) -> None:
+    if progress is not None:
+        progress(text)
+
+
+@contextmanager
+def _interrupt_on_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt for the duration, so `up` rolls back the same way for both."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,106 @@
+"""Supervise one IOC process for the process backend: run it, record its state, restart with backoff.
+
+Run as `python -m orchestrator.run.supervise --state FILE --restart POLICY -- ARGV...` in its own session,
+so the IOC outlives the `iocfleet` command that started it. The state file (JSON, replaced atomically)
+holds the IOC's pid, restarts and last exit code; `iocfleet status` reads it. SIGTERM stops the IOC
+and the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MAX_RESTARTS = 5  # on-failure gives up after this many restarts, like docker's MaximumRetryCount
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 10.0
+
+
+def exit_code_of(returncode: int) -> int:
+    """Shell/docker convention: a signal N shows as 128+N."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def should_restart(policy: str, code: int, restarts: int) -> bool:
+    if policy == "always":
+        return True
+    if policy == "on-failure":
+        return code != 0 and restarts < MAX_RESTARTS
+    return False
+
+
+def backoff(restarts: int) -> float:
+    return min(BACKOFF_FIRST * 2 ** restarts, BACKOFF_MAX)
+
+
+def update(path: Path, **changes) -> dict:
+    # The supervisor and `iocfleet up` update one state file at the same moment right after a start: an
+    # flock on its directory keeps each read-modify-write whole (else one side's keys were lost, leaving
+    # a running IOC shown as "created" or "exited"), and a per-process temporary name keeps their writes apart.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update(changes)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    finally:
+        os.close(fd)
+    return data
+
+
+def run(state: Path, policy: str, argv: list[str]) -> int:
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        if child and child.poll() is None:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    restarts = 0
+    code = 0
+    while not stopping:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        update(state, supervisor_pid=os.getpid(), pid=child.pid, state="running", restarts=restarts,
+               started=time.time())
+        code = exit_code_of(child.wait())
+        if stopping:
+            break
+        print(f"iocfleet-supervise: IOC exited with code {code}", file=sys.stderr, flush=True)
+        if not should_restart(policy, code, restarts):
+            break
+        update(state, state="restarting", exit_code=code, pid=None)
+        delay = backoff(restarts)
+        restarts += 1
+        deadline = time.monotonic() + delay
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+    update(state, state="exited", exit_code=code, pid=None, restarts=restarts)
+    return 0
+
+
+def main(args=None) -> int:
+    parser = argparse.ArgumentParser(prog="iocfleet-supervise")
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--restart", choices=("no", "on-failure", "always"), default="on-failure")
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(args)
+    argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
+    if not argv:
+        parser.error("nothing to run")
+    return run(ns.state, ns.restart, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

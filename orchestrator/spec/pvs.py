@@ -1,0 +1,143 @@
+"""Validation of the PVs an IOC declares: names, types, values, arrays, simulations, enums."""
+
+from __future__ import annotations
+
+import re
+
+from orchestrator.spec.model import PV_TYPES, SIMULATIONS, STANDARD_PVS, PVSpec
+from orchestrator.spec.fields import Problems, check_int, line_of, type_name, unknown_keys
+
+# EPICS record and PV names: at most 60 characters (PVNAME_STRINGSZ 61 with the NUL), no spaces, quotes
+# or macro characters. EPICS base also accepts `+`, but our IOC images refuse it (iocfleet_ioc/spec.py),
+# so a `+` here would pass validation and then crash every IOC at start: refuse it up front.
+PV_NAME_MAX = 60
+PV_CHARS = re.compile(r"^[A-Za-z0-9_\-:\[\]<>;.]+$")
+MAX_COUNT = 1_000_000
+MAX_RATE_HZ = 100.0
+ENUM_MAX_STRINGS = 16
+ENUM_STRING_MAX = 25
+STRING_VALUE_MAX = 39
+PV_KEYS = ("name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable")
+
+
+def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[PVSpec]:
+    pvs = item.get("pvs", [])
+    if pvs is None:
+        pvs = []
+    if not isinstance(pvs, list):
+        problems.add(line_of(item, "pvs"), f"{where}.pvs", f"expected a list, got {type_name(pvs)}",
+                     "write `pvs:` followed by `- name: ...` entries")
+        return []
+    result, seen = [], set()
+    longest_prefix = prefix.replace("{i}", "999") if "{i}" in prefix else prefix
+    for index, pv in enumerate(pvs):
+        pwhere = f"{where}.pvs[{index}]"
+        line = line_of(pvs, index)
+        if isinstance(pv, str):
+            pv = {"name": pv}
+        if not isinstance(pv, dict):
+            problems.add(line, pwhere, f"expected a mapping, got {type_name(pv)}", "write `- name: NAME`")
+            continue
+        spec = _pv(pv, pwhere, line, longest_prefix, problems)
+        if spec is None:
+            continue
+        if spec.name in seen or spec.name in STANDARD_PVS:
+            why = "is served by every IOC" if spec.name in STANDARD_PVS else "is declared twice in this IOC"
+            problems.add(line_of(pv, "name"), f"{pwhere}.name", f"PV {spec.name!r} {why}", "rename or remove it")
+        seen.add(spec.name)
+        result.append(spec)
+    return result
+
+
+def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVSpec | None:
+    unknown_keys(pv, PV_KEYS, f"{where}.", problems)
+    name = pv.get("name")
+    nline = line_of(pv, "name") or line
+    before = len(problems.lines)
+    if not isinstance(name, str) or not name:
+        problems.add(nline, f"{where}.name", "missing or empty", "add `name: TEMP` (the part after the prefix)")
+        return None
+    if not PV_CHARS.match(name):
+        problems.add(nline, f"{where}.name", f"{name!r} has characters not allowed in PV names",
+                     "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
+    elif len(prefix) + len(name) > PV_NAME_MAX:
+        problems.add(nline, f"{where}.name", f"full name {prefix + name!r} has {len(prefix) + len(name)} characters",
+                     f"keep prefix + name within {PV_NAME_MAX} characters (EPICS PVNAME_STRINGSZ)")
+    ptype = pv.get("type", "float")
+    if ptype not in PV_TYPES:
+        problems.add(line_of(pv, "type"), f"{where}.type", f"unknown type {ptype!r}", f"use one of: {', '.join(PV_TYPES)}")
+        ptype = "float"
+    count = check_int(pv, "count", f"{where}.count", 1, 1, MAX_COUNT, problems, f"use a count from 1 to {MAX_COUNT}")
+    if count > 1 and ptype in ("str", "enum"):
+        problems.add(line_of(pv, "count"), f"{where}.count", f"arrays of {ptype} are not supported",
+                     "use count 1, or type float/int for arrays")
+    sim = pv.get("sim")
+    if sim is not None and sim not in SIMULATIONS:
+        problems.add(line_of(pv, "sim"), f"{where}.sim", f"unknown simulation {sim!r}", f"use one of: {', '.join(SIMULATIONS)}")
+        sim = None
+    if sim is not None and ptype in ("str", "enum"):
+        problems.add(line_of(pv, "sim"), f"{where}.sim", f"cannot simulate a {ptype} PV",
+                     "remove `sim`, or make the PV float/int")
+    rate = pv.get("rate_hz", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= MAX_RATE_HZ:
+        problems.add(line_of(pv, "rate_hz"), f"{where}.rate_hz", f"{rate!r} is not a rate in (0, {MAX_RATE_HZ:g}] Hz",
+                     "use a number such as 1 or 10")
+        rate = 1.0
+    enum_strings = _enum_strings(pv, where, ptype, problems)
+    value = _value(pv, where, ptype, count, enum_strings, problems)
+    writable = pv.get("writable", True)
+    if not isinstance(writable, bool):
+        problems.add(line_of(pv, "writable"), f"{where}.writable", "expected true or false", "write `writable: false`")
+        writable = True
+    if len(problems.lines) > before:
+        return None
+    return PVSpec(name=name, type=ptype, value=value, count=count, sim=sim, rate_hz=float(rate),
+                  enum_strings=enum_strings, writable=writable)
+
+
+def _enum_strings(pv: dict, where: str, ptype: str, problems: Problems) -> tuple[str, ...]:
+    strings = pv.get("enum_strings")
+    line = line_of(pv, "enum_strings") or line_of(pv, "type")
+    if ptype != "enum":
+        if strings is not None:
+            problems.add(line, f"{where}.enum_strings", "only enum PVs have enum strings", "remove it or set `type: enum`")
+        return ()
+    if not strings:
+        problems.add(line, f"{where}.enum_strings", "an enum PV needs its strings",
+                     "add `enum_strings: [Off, On]`")
+        return ()
+    if (not isinstance(strings, list) or len(strings) > ENUM_MAX_STRINGS
+            or not all(isinstance(s, str) and 0 < len(s) <= ENUM_STRING_MAX for s in strings)):
+        problems.add(line, f"{where}.enum_strings", "expected a list of 1 to 16 strings of at most 25 characters",
+                     "write `enum_strings: [Off, On]`")
+        return ()
+    return tuple(strings)
+
+
+def _value(pv: dict, where: str, ptype: str, count: int, enum_strings: tuple[str, ...], problems: Problems):
+    value = pv.get("value")
+    if value is None:
+        return None
+    line = line_of(pv, "value")
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and (count == 1 or len(value) > count):
+        problems.add(line, f"{where}.value", f"a list of {len(value)} values for count {count}",
+                     "give one value, or a list no longer than `count`")
+        return None
+    ok = {
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str) and len(v.encode()) <= STRING_VALUE_MAX,
+        "enum": lambda v: (isinstance(v, str) and v in enum_strings)
+        or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(enum_strings)),
+    }[ptype]
+    if not all(ok(v) for v in items):
+        hint = {
+            "float": "a number",
+            "int": "an integer",
+            "str": f"a string of at most {STRING_VALUE_MAX} bytes",
+            "enum": "one of the enum strings or its index",
+        }[ptype]
+        problems.add(line, f"{where}.value", f"{value!r} does not fit type {ptype}", f"use {hint}")
+        return None
+    return list(value) if isinstance(value, list) else value
