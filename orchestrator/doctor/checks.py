@@ -1,7 +1,7 @@
 """The static half of the doctor: findings from the host snapshot, the CA processes and the client settings.
 
-Pure: plain data in (see `doctor.Observation`), `Finding`s out. No probe results here; what real
-searches heard is judged in `doctor.py`.
+Pure: plain data in (see `model.Observation`), `Finding`s out. No probe results here; what real
+searches heard is judged in `judge`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 
 from orchestrator.ca.env import beacon_settings, host_is_ip
 from orchestrator.hostmodel import HostSnapshot, Interface, PortHolder
-from orchestrator.plan.model import Finding
+from orchestrator.findings import ERROR, INFO, WARNING, Finding
 
 if TYPE_CHECKING:
-    from orchestrator.doctor.judge import Observation, Process
+    from orchestrator.doctor.model import Observation, Process
 
-ERROR, WARNING, INFO = "error", "warning", "info"
 CA_RUNTIMES = ("caproto", "softioc")
 
 

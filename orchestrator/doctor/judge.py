@@ -17,16 +17,15 @@ from collections import defaultdict
 import numpy as np
 
 from orchestrator.ca import rules
-from orchestrator.doctor.checks import CA_RUNTIMES, ERROR, INFO, WARNING, route_of, static_findings
+from orchestrator.doctor.checks import CA_RUNTIMES, route_of, static_findings
 from orchestrator.doctor.model import Address, Diagnosis, FindingsError, FleetIOC, FleetView, IOCReach, Observation, PathReport, Process, Server
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.plan.model import Finding
+from orchestrator.findings import ERROR, INFO, WARNING, Finding, by_severity
 from orchestrator.ca.probe import Reply, binomial_band
 
 __all__ = ["Address", "Diagnosis", "FindingsError", "FleetIOC", "FleetView", "IOCReach", "Observation", "PathReport",
            "Process", "Server", "diagnose", "text"]
 
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 BAND_Z = 3.0  # sigmas of the binomial band a load-balanced (unicast) reach must fall in
 
 
@@ -80,7 +79,7 @@ def diagnose(obs: Observation) -> Diagnosis:
         findings += _path_findings(obs, paths, servers, index, names_of)
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
-    findings = sorted(_dedupe(findings), key=lambda f: SEVERITY_ORDER[f.severity])
+    findings = by_severity(_dedupe(findings))
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:
         notes.append("could not read the environment of pid(s) " + ", ".join(str(p.pid) for p in procs_note)

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 from orchestrator.ca import rules
 from orchestrator.ca.env import ClientSettings
-from orchestrator.doctor.checks import ERROR, WARNING
 from orchestrator.errors import EXIT_FINDINGS, IocfleetError
+from orchestrator.findings import WARNING, Finding, errors_of, has_errors
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.plan.model import Finding
 from orchestrator.ca.probe import ProbeResult
 
 Address = tuple[str, int]
@@ -133,11 +132,11 @@ class Diagnosis:
 
     @property
     def has_errors(self) -> bool:
-        return any(f.severity == ERROR for f in self.findings)
+        return has_errors(self.findings)
 
     @property
     def verdict(self) -> str:
-        errors = [f for f in self.findings if f.severity == ERROR]
+        errors = errors_of(self.findings)
         warnings = [f for f in self.findings if f.severity == WARNING]
         if errors:
             more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -152,7 +151,7 @@ class Diagnosis:
 
     def raise_for_errors(self) -> None:
         """Raise FindingsError (exit 1) when an error finding remains; call after rendering."""
-        errors = [f for f in self.findings if f.severity == ERROR]
+        errors = errors_of(self.findings)
         if errors:
             raise FindingsError(f"{len(errors)} error finding(s), first: {errors[0].code}", "doctor",
                                 errors[0].fix)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.plan.model import Finding, Plan
+from orchestrator.findings import Finding
+from orchestrator.plan.model import Plan
 from orchestrator.export.common import ImageInfo
 
 KINDS = ("compose", "swarm", "k8s")

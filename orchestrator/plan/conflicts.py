@@ -9,9 +9,10 @@ import ipaddress
 from collections import defaultdict
 
 from orchestrator.hostmodel import CA_REPEATER_PORT, HostSnapshot
-from orchestrator.plan.model import Finding, Plan
+from orchestrator.findings import ERROR, INFO, WARNING, Finding, by_severity, has_errors
+from orchestrator.plan.model import Plan
 
-ERROR, WARNING, INFO = "error", "warning", "info"
+__all__ = ["check", "client_entries", "has_errors"]
 
 
 def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozenset()) -> list[Finding]:
@@ -27,12 +28,7 @@ def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozens
         *_uids(plan),
         *_repeater(plan, snapshot),
     ]
-    order = {ERROR: 0, WARNING: 1, INFO: 2}
-    return sorted(findings, key=lambda f: order[f.severity])
-
-
-def has_errors(findings) -> bool:
-    return any(f.severity == ERROR for f in findings)
+    return by_severity(findings)
 
 
 def _interface(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:

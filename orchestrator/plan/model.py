@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.spec.model import Limits, PVSpec
+from orchestrator.findings import Finding
+from orchestrator.spec.model import STANDARD_PVS, Limits, PVSpec
 
 
 @dataclass(frozen=True)
@@ -16,22 +17,6 @@ class Decision:
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "text": self.text}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem or notice about a plan or a host, with a stable code and a fix."""
-
-    code: str
-    severity: str  # "error" | "warning" | "info"
-    message: str
-    fix: str
-    rule: str = ""
-    subjects: tuple[str, ...] = ()  # IOC names, pids, addresses the finding is about
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "severity": self.severity, "message": self.message, "fix": self.fix,
-                "rule": self.rule, "subjects": list(self.subjects)}
 
 
 @dataclass(frozen=True)
@@ -56,8 +41,6 @@ class PlannedIOC:
     @property
     def pv_names(self) -> tuple[str, ...]:
         """Every PV this IOC serves: the declared ones, then the standard HEARTBEAT and UPTIME."""
-        from orchestrator.spec.model import STANDARD_PVS
-
         return tuple(self.prefix + p.name for p in self.pvs) + tuple(self.prefix + s for s in STANDARD_PVS)
 
     def env_dict(self) -> dict[str, str]:

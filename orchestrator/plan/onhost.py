@@ -9,7 +9,8 @@ from orchestrator.plan import conflicts
 from orchestrator.plan import planner
 from orchestrator.spec import model as spec
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.plan.model import Finding, Plan
+from orchestrator.findings import Finding, has_errors
+from orchestrator.plan.model import Plan
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class PlannedFleet:
 
     @property
     def has_errors(self) -> bool:
-        return conflicts.has_errors(self.findings)
+        return has_errors(self.findings)
 
     def to_dict(self) -> dict:
         return self.plan.to_dict(self.findings)

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from orchestrator.run.backends import REPEATER, Backend, Instance, plan_hash
-from orchestrator.plan.conflicts import has_errors
+from orchestrator.findings import Finding, has_errors
 from orchestrator.errors import ReadinessTimeout, RefusedError
 from orchestrator.plan.onhost import PlannedFleet
-from orchestrator.plan.model import Finding, PlannedIOC
+from orchestrator.plan.model import PlannedIOC
 from orchestrator.run.readiness import ReadyReport, wait_ready
 
 LOG_LINES_ON_TIMEOUT = 20
