@@ -13,7 +13,7 @@ from report import write_section
 
 from orchestrator.plan import conflicts
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot, Interface, IPv4
 
 RUNS = 5

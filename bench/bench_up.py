@@ -32,7 +32,7 @@ from orchestrator import host
 from orchestrator.images import build as images
 from orchestrator.run import lifecycle
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.run.backends.docker import DockerBackend, run_kwargs
 from orchestrator.run.backends.process import ProcessBackend
 from orchestrator.export import compose_yaml

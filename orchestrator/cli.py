@@ -74,7 +74,7 @@ def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the validated fleet as JSON.")
 def validate(fleet: str, as_json: bool) -> None:
     """Check a fleet file; print every problem as FILE:LINE: field: problem — fix (exit 2)."""
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
 
     parsed = spec.load(fleet)
     if as_json:

@@ -43,7 +43,7 @@ def worker_isolation(worker: str | None) -> tuple[str | None, int]:
 @pytest.fixture
 def ca_fleet(request):
     """Factory: `ca_fleet(path_or_dict, backend=None, timeout=None, strategy=None, interface=None)` -> Fleet."""
-    from orchestrator.spec import model as specs
+    from orchestrator import spec as specs
     from orchestrator.run.fleet import Fleet
 
     tag, offset = worker_isolation(os.environ.get("PYTEST_XDIST_WORKER"))

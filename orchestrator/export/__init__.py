@@ -1,7 +1,7 @@
 """Export a Plan as files other tools run: a compose file, a swarm stack, Kubernetes manifests.
 
 Pure functions from plans to plain data and YAML text; nothing here talks to Docker or a cluster.
-`images` (an ImageInfo) defaults to the tags and hardening of `orchestrator.images.build`.
+`images` (an ImageInfo) defaults to the tags and hardening of `orchestrator.images.catalog`.
 """
 
 from orchestrator.export.common import ImageInfo, plan_hash

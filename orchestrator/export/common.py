@@ -1,6 +1,6 @@
 """What every exporter says the same way: image, user, hardening, labels, plan hash, restart, health check.
 
-Pure: image tags and hardening come in as an `ImageInfo` (built from `orchestrator.images.build` by default, or
+Pure: image tags and hardening come in as an `ImageInfo` (built from `orchestrator.images.catalog` by default, or
 given by tests), so the same plan always exports the same text.
 """
 
@@ -51,8 +51,8 @@ class ImageInfo:
 
     @classmethod
     def from_images(cls) -> "ImageInfo":
-        """Tags and hardening as `orchestrator.images.build` defines them (reads ioc_images/, no Docker call)."""
-        from orchestrator.images import build as images
+        """Tags and hardening as `orchestrator.images.catalog` defines them (reads ioc_images/, no Docker call)."""
+        from orchestrator.images import catalog as images
 
         return cls({r: images.image_tag(r) for r in BUILT_RUNTIMES},
                    {r: images.container_hardening(r) for r in BUILT_RUNTIMES}, images.IOC_UID)

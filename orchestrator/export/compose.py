@@ -19,7 +19,7 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
     """The compose file as plain data: `services` keyed by IOC name (plan order), repeater first.
 
     `fleet` (the FleetSpec) supplies each IOC's restart policy; `images` the image tags and hardening
-    (default: orchestrator.images.build); `repeater=False` leaves the CA repeater to the host.
+    (default: orchestrator.images.catalog); `repeater=False` leaves the CA repeater to the host.
     """
     info = images or ImageInfo.from_images()
     restarts = restarts_of(fleet)

@@ -43,7 +43,7 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     """
     from orchestrator.plan import conflicts
     from orchestrator.plan import multihost
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
     from orchestrator.export.compose import compose_yaml
     from orchestrator.export.k8s import manifests_yaml
     from orchestrator.export.swarm import stack_yaml

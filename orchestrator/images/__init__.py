@@ -1,7 +1,8 @@
-"""IOC images: tags, hardening and builds (`build`), and its helpers: input hashing (`inputs`), the Debian
-base (`debian`), the wheelhouse (`wheelhouse`), the build context (`context`).
+"""IOC images: their names and run settings (`catalog`: tags, the IOC UID, hardening, program argv; no
+engine), the build (`build`, the one module here that talks to the engine) and its helpers: input hashing
+(`inputs`), the Debian base (`debian`), the wheelhouse (`wheelhouse`), the build context (`context`).
 
-Only `build` (and the backends) talk to the engine; the helpers run local tools (mmdebstrap, pip) and compute names, and raise `ImageBuildError`.
+The helpers run local tools (mmdebstrap, pip) and compute names, and raise `ImageBuildError`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The IOC images and programs: where they are, what they are called, how they run, how to build them.
+"""Build the IOC images: find or make a base, fetch wheels, `docker build` with no network, tag by content.
 
-Builds need no container registry: the base is python:3.11-slim when it is present or can be pulled,
+What the images and programs are called and how they run (tags, the IOC UID, hardening, argv) is
+`catalog`, which needs no engine. Builds need no container registry: the base is python:3.11-slim when it is present or can be pulled,
 otherwise a Debian bookworm made here with mmdebstrap; Python packages come from a wheelhouse the
 host prepares, and `docker build` itself runs with no network. See docs/images.md and
 docs/air-gapped.md.
@@ -12,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,18 +25,14 @@ from orchestrator.images import context
 from orchestrator.images import debian
 from orchestrator.images import inputs
 from orchestrator.images import wheelhouse
+from orchestrator.images.catalog import (IOC_UID, RUNTIMES, check_runtime, container_hardening, image_tag,
+                                         ioc_images_root, program_argv, program_path)
 
 __all__ = ["IOC_UID", "RUNTIMES", "DEFAULT_BASE", "BuiltImage", "BuildEvent", "ImageBuildError",
            "ioc_images_root", "program_path", "program_argv", "image_tag", "container_hardening",
            "build_images"]
 
-RUNTIMES = ("caproto", "softioc")
 DEFAULT_BASE = "python:3.11-slim"
-# One UID for every IOC container: Linux admits a socket to a SO_REUSEPORT group only if its owner's
-# UID matches the group's (rule R2), so IOCs sharing port 5064 must all run as the same user.
-IOC_UID = 10064
-# softioc writes its generated database to a temporary file before loading it; nothing else writes.
-TMPFS = {"/tmp": "rw,nosuid,nodev,noexec,size=16m,mode=1777"}
 LABEL_PREFIX = "org.iocfleet.image"
 BASE_PYTHON = (3, 11)
 
@@ -79,54 +75,6 @@ class BuiltImage:
         return data
 
 
-def ioc_images_root() -> Path:
-    """The `ioc_images/` folder: inside the installed package first, else next to it in a checkout."""
-    package_dir = Path(__file__).resolve().parent.parent  # orchestrator/
-    for candidate in (package_dir / "ioc_images", package_dir.parent / "ioc_images"):
-        if (candidate / "common" / "iocfleet_ioc").is_dir():
-            return candidate
-    raise UsageError("the IOC programs (ioc_images/) are not installed", where=str(package_dir),
-                     fix="reinstall iocfleet, or run from a source checkout")
-
-
-def _check_runtime(runtime: str) -> None:
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown IOC runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIMES)}")
-
-
-def program_path(runtime: str) -> Path:
-    """The IOC program of a runtime, runnable on the host with the same environment as in its image."""
-    _check_runtime(runtime)
-    return ioc_images_root() / runtime / "ioc.py"
-
-
-def program_argv(runtime: str, python: str | None = None) -> list[str]:
-    """The command the process backend runs for one IOC of `runtime`."""
-    return [python or sys.executable, str(program_path(runtime))]
-
-
-def image_tag(runtime: str) -> str:
-    """The image a plan names for `runtime` (a digest of its sources; no Docker call)."""
-    _check_runtime(runtime)
-    return inputs.source_tag(ioc_images_root(), runtime)
-
-
-def container_hardening(runtime: str) -> dict:
-    """docker `containers.run` keyword arguments that confine an IOC container of `runtime`.
-
-    Both runtimes run as IOC_UID with no capabilities and a read-only root filesystem; /tmp is a
-    small tmpfs (softioc needs it, caproto does not but gets it for uniformity).
-    """
-    _check_runtime(runtime)
-    return {
-        "user": f"{IOC_UID}:{IOC_UID}",
-        "read_only": True,
-        "tmpfs": dict(TMPFS),
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-    }
-
-
 def default_cache_dir(environ: dict | None = None) -> Path:
     env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -145,7 +93,7 @@ def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = No
     bootstrapped base included), as on a fresh host. Raises ImageBuildError naming the step.
     """
     for runtime in runtimes:
-        _check_runtime(runtime)
+        check_runtime(runtime)
     report = progress or (lambda event: None)
     root = ioc_images_root()
     cache = cache_dir or default_cache_dir()

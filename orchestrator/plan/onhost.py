@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator.plan import conflicts
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot
 from orchestrator.findings import Finding, has_errors
 from orchestrator.plan.model import Plan

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from orchestrator.spec import model as specs
+from orchestrator import spec as specs
 from orchestrator.errors import IocfleetError
 
 

@@ -17,7 +17,7 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
     path = Path(fleet)
     if not path.exists():
         return _checked_name(fleet, "FLEET")  # a bare name: `iocfleet status demo`
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
 
     try:
         return spec.load(path).name
@@ -51,7 +51,7 @@ def _checked_name(name: str, where: str) -> str:
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
              force: bool, keep_on_failure: bool, progress=None):
     """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`."""
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
     from orchestrator.run.backends import select
 
     fleet = spec.load(fleet_file)

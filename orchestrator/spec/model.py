@@ -1,17 +1,12 @@
-"""The fleet file: what IOCs to run, what PVs they serve, and the network intent.
+"""The fleet file's types: what IOCs to run, what PVs they serve, and the network intent.
 
-`load(path)` reads and validates a fleet file and returns a frozen `FleetSpec`, or raises `SpecError`
-listing every problem as `FILE:LINE: field: problem — fix`. `from_dict` does the same for data built in
-code (the pytest plugin). Validation lives in `specrules.py`; this module holds the types and the entry
-points.
+Plain frozen dataclasses and the allowed values of their fields. Reading and validating a file is
+`spec.load` (`load.py`, with `validate.py`), which builds these types; this module imports neither.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-from orchestrator.errors import SpecError
 
 RUNTIMES = ("caproto", "softioc", "image")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -126,37 +121,3 @@ class FleetSpec:
             "hosts": [h.to_dict() for h in self.hosts],
             "iocs": [i.to_dict() for i in self.iocs],
         }
-
-
-def load(path: str | Path) -> FleetSpec:
-    """Read and validate a fleet file; raise SpecError with one line per problem."""
-    source = str(path)
-    try:
-        # A FIFO or a device would block or never end: read regular files only.
-        if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
-            raise SpecError([f"{source}:0: file: not a regular file (a pipe or device) — "
-                             "give the path of a fleet YAML file"])
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([f"{source}:0: file: not found — check the path, or create it (see docs/fleet-file.md)"])
-    except IsADirectoryError:
-        raise SpecError([f"{source}:0: file: is a directory — give the path of a fleet YAML file"])
-    except PermissionError:
-        raise SpecError([f"{source}:0: file: permission denied — make it readable (chmod a+r) or run as its owner"])
-    except UnicodeDecodeError:
-        raise SpecError([f"{source}:0: file: not UTF-8 text — save the fleet file as UTF-8 YAML"])
-    return parse(text, source)
-
-
-def parse(text: str, source: str = "<string>") -> FleetSpec:
-    """Validate fleet-file text; raise SpecError with one line per problem."""
-    from orchestrator.spec import validate as specrules
-
-    return specrules.validate_text(text, source)
-
-
-def from_dict(data: dict, source: str = "<dict>") -> FleetSpec:
-    """Validate a fleet given as plain Python data (as the YAML would load)."""
-    from orchestrator.spec import validate as specrules
-
-    return specrules.validate_data(data, source)

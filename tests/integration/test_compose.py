@@ -22,7 +22,7 @@ import yaml
 
 from orchestrator.images import build as images
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.export import ImageInfo, compose_yaml
 from orchestrator.export.common import LABEL_FLEET
 from orchestrator.hostmodel import loopback_only_snapshot

@@ -225,7 +225,7 @@ class PortThief:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_port_taken_between_plan_and_launch_is_reported_and_nothing_leaks(tmp_path, state, teardown, monkeypatch,
                                                                          backend, runtime, timeout):
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
     from orchestrator.run.backends import select
     from orchestrator.errors import ReadinessTimeout
     from orchestrator.run.service import up_spec

@@ -90,7 +90,7 @@ def test_process_backend_passes_env_values_literally_and_drops_the_callers_epics
 
 
 def test_run_kwargs_never_leave_the_allow_list_whatever_the_fleet_file_says():
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
     from orchestrator.run.backends.docker import ALLOWED_RUN_KEYS, run_kwargs
     from orchestrator.plan.onhost import plan_spec
     from orchestrator.hostmodel import HostSnapshot

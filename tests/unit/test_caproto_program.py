@@ -10,7 +10,7 @@ import pytest
 from caproto.asyncio.server import Context
 from caproto.asyncio.utils import _create_bound_tcp_socket
 
-from orchestrator.images.build import program_path
+from orchestrator.images.catalog import program_path
 from ports import free_port
 
 

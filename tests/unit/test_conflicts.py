@@ -5,7 +5,7 @@ from __future__ import annotations
 from hosts import DOWN, P2P, host, tcp_holder, udp_holder
 from orchestrator.plan import conflicts
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 
 
 def fleet(n=3, **network):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hosts import LO, host
 from orchestrator.images import build as images
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.export import ImageInfo, compose_dict, compose_yaml, plan_hash
 from orchestrator.export.common import CAPROTO_HEALTH, LIBCA_HEALTH, LABEL_FLEET, LABEL_IOC, LABEL_PLAN
 

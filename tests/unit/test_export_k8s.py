@@ -11,7 +11,7 @@ from hosts import host
 from orchestrator.images import build as images
 from orchestrator.plan import multihost
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.export import ImageInfo, manifests, manifests_yaml
 from orchestrator.export.common import CAPROTO_HEALTH, LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN
 from orchestrator.export.k8s import label_value, object_name

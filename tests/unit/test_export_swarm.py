@@ -7,7 +7,7 @@ import yaml
 from hosts import host
 from orchestrator.images import build as images
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.export import ImageInfo, compose_dict, stack_dict, stack_yaml
 from orchestrator.export.common import LABEL_FLEET, LABEL_IOC, LABEL_PLAN
 

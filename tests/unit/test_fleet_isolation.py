@@ -1,6 +1,6 @@
 """Isolation of fleets between pytest-xdist workers (pure parts of the plugin and Fleet)."""
 
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.run.fleet import isolated
 from orchestrator.pytest_plugin import PORT_STRIDE, worker_isolation
 

@@ -6,7 +6,7 @@ import pytest
 
 from hosts import host
 from orchestrator.plan import multihost
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.errors import UsageError
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hosts import DOWN, ETH, LO, P2P, host
 from orchestrator.plan import planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 
 
 def fleet(n=3, runtime="caproto", **network) -> spec.FleetSpec:

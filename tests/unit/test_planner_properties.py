@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from orchestrator.plan import conflicts
 from orchestrator.plan import planner
 from orchestrator.ca import rules
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot, Interface, IPv4
 
 LO = Interface("lo", True, True, False, False, 65536, (IPv4.from_cidr("127.0.0.1/8", broadcast=False),))

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.spec import model as spec
+from orchestrator import spec
 from orchestrator.cli import cli
 from orchestrator.errors import SpecError
 

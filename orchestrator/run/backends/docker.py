@@ -46,14 +46,14 @@ def image_ref(ioc: PlannedIOC) -> str:
         return ioc.image or ""
     if ioc.image:
         return ioc.image
-    from orchestrator.images.build import image_tag
+    from orchestrator.images.catalog import image_tag
 
     return image_tag(ioc.runtime)
 
 
 def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     """`containers.run` arguments for one IOC: host network, the plan's env, labels, hardening, limits."""
-    from orchestrator.images.build import IOC_UID, container_hardening
+    from orchestrator.images.catalog import IOC_UID, container_hardening
 
     kwargs = {
         "image": image_ref(ioc),
@@ -117,7 +117,7 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, client=None) -> None:
-        from orchestrator.images.build import IOC_UID
+        from orchestrator.images.catalog import IOC_UID
 
         self.ioc_uid = IOC_UID
         self._client = client
@@ -205,7 +205,7 @@ class DockerBackend:
 
     @_engine_call
     def start_repeater(self, fleet: str, port: int) -> Instance:
-        from orchestrator.images.build import IOC_UID, container_hardening, image_tag
+        from orchestrator.images.catalog import IOC_UID, container_hardening, image_tag
 
         name = container_name(fleet, REPEATER)
         self._remove_named(name)

@@ -67,7 +67,7 @@ class ProcessBackend:
                              "--backend process", "use --backend docker with a running Docker Engine")
 
     def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
-        from orchestrator.images.build import program_argv
+        from orchestrator.images.catalog import program_argv
 
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
                            ioc.env_dict(), ioc.restart)
