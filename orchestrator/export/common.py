@@ -1,7 +1,8 @@
-"""What every exporter says the same way: image, user, hardening, labels, plan hash, restart, health check.
+"""What every exporter says the same way: image, user, hardening, health check, YAML.
 
-Pure: image tags and hardening come in as an `ImageInfo` (built from `orchestrator.images.catalog` by default, or
-given by tests), so the same plan always exports the same text.
+Names, labels and the plan hash are `plan.identity`'s, as the backends use them. Pure: image tags and
+hardening come in as an `ImageInfo` (from `orchestrator.images.catalog` by default, or given by tests),
+so the same plan always exports the same text.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from orchestrator.images.catalog import RUNTIMES as BUILT_RUNTIMES
+from orchestrator.images.catalog import TMPFS
+from orchestrator.plan import identity
+from orchestrator.plan.identity import (IOC_UID, LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE,
+                                        LABEL_RUNTIME, REPEATER, plan_hash)
 from orchestrator.plan.model import Plan, PlannedIOC
 
-LABEL_FLEET = "org.iocfleet.fleet"
-LABEL_IOC = "org.iocfleet.ioc"
-LABEL_PLAN = "org.iocfleet.plan"
-LABEL_ROLE = "org.iocfleet.role"
-LABEL_RUNTIME = "org.iocfleet.runtime"
-LABEL_HOST = "org.iocfleet.host"
-REPEATER_SERVICE = "ca-repeater"
-BUILT_RUNTIMES = ("caproto", "softioc")
+__all__ = ["LABEL_FLEET", "LABEL_HOST", "LABEL_IOC", "LABEL_PLAN", "LABEL_ROLE", "LABEL_RUNTIME", "plan_hash",
+           "ImageInfo", "CAPROTO_HEALTH", "LIBCA_HEALTH", "REPEATER_ARGV"]
 
 # Health checks read `<prefix>HEARTBEAT` over CA from inside the IOC's container, with the container's
 # own (planned) EPICS_CA_* settings. No `$` anywhere: compose and swarm would interpolate it.
@@ -38,7 +38,7 @@ LIBCA_HEALTH = (
 )
 HEALTH_SNIPPETS = {"caproto": CAPROTO_HEALTH, "softioc": LIBCA_HEALTH}
 # The repeater is caproto's; it exits 0 when another repeater already holds the port (one per host).
-REPEATER_ARGV = ("python3", "-m", "caproto.commandline.repeater", "--quiet")
+REPEATER_ARGV = (*identity.repeater_argv(), "--quiet")
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,15 @@ class ImageInfo:
 
     tags: Mapping[str, str]
     hardening: Mapping[str, dict] = field(default_factory=dict)
-    uid: int = 10064  # images.IOC_UID
+    uid: int = IOC_UID
 
     @classmethod
     def from_images(cls) -> "ImageInfo":
         """Tags and hardening as `orchestrator.images.catalog` defines them (reads ioc_images/, no Docker call)."""
-        from orchestrator.images import catalog as images
+        from orchestrator.images.catalog import container_hardening, image_tag
 
-        return cls({r: images.image_tag(r) for r in BUILT_RUNTIMES},
-                   {r: images.container_hardening(r) for r in BUILT_RUNTIMES}, images.IOC_UID)
+        return cls({r: image_tag(r) for r in BUILT_RUNTIMES}, {r: container_hardening(r) for r in BUILT_RUNTIMES},
+                   IOC_UID)
 
     def tag(self, runtime: str) -> str:
         return self.tags[runtime]
@@ -65,19 +65,14 @@ class ImageInfo:
         if runtime in self.hardening:
             return dict(self.hardening[runtime])
         if runtime in BUILT_RUNTIMES:
-            return {"read_only": True, "tmpfs": {"/tmp": "rw,nosuid,nodev,noexec,size=16m,mode=1777"},
+            return {"read_only": True, "tmpfs": dict(TMPFS),
                     "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
         return {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
 def image_of(ioc: PlannedIOC, info: ImageInfo) -> str:
-    """The image an IOC runs: its own `image` if set (always for the `image` runtime), else its runtime's.
-
-    Same rule as the docker backend's `image_ref`, so exported and launched IOCs carry the same plan hash.
-    """
-    if ioc.runtime == "image" or ioc.image:
-        return str(ioc.image or "")
-    return info.tag(ioc.runtime)
+    """The image an IOC runs (`identity.image_ref` with the exported tags)."""
+    return identity.image_ref(ioc, info.tag)
 
 
 def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:
@@ -85,19 +80,6 @@ def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:
     if ioc.user:
         return str(ioc.user)
     return str(info.hardening_of(ioc.runtime).get("user") or f"{info.uid}:{info.uid}")
-
-
-def restart_of(ioc: PlannedIOC, restarts: Mapping[str, str]) -> str:
-    """The restart policy of the fleet-file IOC this one came from (default on-failure)."""
-    own = getattr(ioc, "restart", None)
-    return own or restarts.get(ioc.declared_as, "on-failure")
-
-
-def restarts_of(fleet) -> dict[str, str]:
-    """Restart policy per fleet-file IOC name (PlannedIOC does not carry it yet)."""
-    if fleet is None:
-        return {}
-    return {i.name: i.restart for i in fleet.iocs}
 
 
 def health_argv(ioc: PlannedIOC) -> list[str] | None:
@@ -108,43 +90,22 @@ def health_argv(ioc: PlannedIOC) -> list[str] | None:
     return ["python3", "-c", snippet, ioc.prefix + "HEARTBEAT"]
 
 
-def plan_hash(ioc: PlannedIOC, image: str) -> str:
-    """The `org.iocfleet.plan` label: the docker backend's digest, so `iocfleet status` and `up` treat an
-    exported IOC whose plan is unchanged as up to date."""
-    from orchestrator.run.backends import plan_hash as backend_plan_hash
-
-    return backend_plan_hash(ioc, image)
-
-
 def labels_of(plan: Plan, ioc: PlannedIOC, digest: str, host: str | None = None) -> dict[str, str]:
     """The labels the docker backend puts on an IOC container (plus the host of a multi-host fleet)."""
-    labels = {LABEL_FLEET: plan.fleet, LABEL_IOC: ioc.name, LABEL_PLAN: digest, LABEL_ROLE: "ioc",
-              LABEL_RUNTIME: ioc.runtime}
-    if host:
-        labels[LABEL_HOST] = host
-    return labels
-
-
-def repeater_labels(plan: Plan, host: str | None = None) -> dict[str, str]:
-    """The labels the docker backend puts on a fleet's repeater container."""
-    labels = {LABEL_FLEET: plan.fleet, LABEL_IOC: REPEATER_SERVICE, LABEL_PLAN: "repeater", LABEL_ROLE: "repeater",
-              LABEL_RUNTIME: "caproto"}
-    if host:
-        labels[LABEL_HOST] = host
-    return labels
+    return identity.ioc_labels(plan.fleet, ioc, digest, host)
 
 
 def repeater_name(plan: Plan) -> str:
     """The repeater's service name, never the name of one of the fleet's IOCs."""
     taken = {i.name for i in plan.iocs}
-    name = REPEATER_SERVICE
+    name = REPEATER
     while name in taken:
         name = "iocfleet-" + name
     return name
 
 
 def repeater_env(plan: Plan) -> dict[str, str]:
-    return {"EPICS_CA_REPEATER_PORT": str(plan.repeater.port)}
+    return identity.repeater_env(plan.repeater.port)
 
 
 def wants_repeater(plan: Plan) -> bool:

@@ -6,10 +6,9 @@ and images give the same text, keys in a fixed order, so exports diff cleanly.
 
 from __future__ import annotations
 
-from typing import Mapping
-
+from orchestrator.plan import identity
 from orchestrator.plan.model import Plan, PlannedIOC
-from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
+from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_name, to_yaml, user_of, wants_repeater, REPEATER_ARGV
 
 HEALTH_TIMING = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "15s"}
 
@@ -18,17 +17,16 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
                  host: str | None = None) -> dict:
     """The compose file as plain data: `services` keyed by IOC name (plan order), repeater first.
 
-    `fleet` (the FleetSpec) supplies each IOC's restart policy; `images` the image tags and hardening
+    `fleet` is not needed (each planned IOC carries its restart policy; kept for callers); `images` the image tags and hardening
     (default: orchestrator.images.catalog); `repeater=False` leaves the CA repeater to the host.
     """
     info = images or ImageInfo.from_images()
-    restarts = restarts_of(fleet)
     services: dict[str, dict] = {}
     with_repeater = repeater and wants_repeater(plan)
     if with_repeater:
         services[repeater_name(plan)] = repeater_service(plan, info, host)
     for ioc in plan.iocs:
-        services[ioc.name] = ioc_service(plan, ioc, info, restarts, host)
+        services[ioc.name] = ioc_service(plan, ioc, info, host)
         if with_repeater:
             # R12: the repeater is up before any IOC (or its health check) registers with it.
             services[ioc.name]["depends_on"] = [repeater_name(plan)]
@@ -40,11 +38,10 @@ def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
     return to_yaml(compose_dict(plan, fleet, images, repeater), header_lines(plan, "Compose file"))
 
 
-def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[str, str],
-                host: str | None = None) -> dict:
+def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None = None) -> dict:
     """One IOC as a compose service (unescaped: `compose_dict` escapes `$` for the whole file)."""
     image = image_of(ioc, info)
-    restart = restart_of(ioc, restarts)
+    restart = ioc.restart
     service: dict = {"image": image}
     if ioc.command:
         service["command"] = list(ioc.command)
@@ -73,7 +70,7 @@ def repeater_service(plan: Plan, info: ImageInfo, host: str | None = None) -> di
         "user": f"{info.uid}:{info.uid}",
         "network_mode": "host",
         "environment": repeater_env(plan),
-        "labels": repeater_labels(plan, host),
+        "labels": identity.repeater_labels(plan.fleet, host),
         # Exit 0 means another repeater already serves the host: nothing to restart.
         "restart": "on-failure",
     }

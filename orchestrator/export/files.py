@@ -13,7 +13,13 @@ from orchestrator.errors import UsageError
 from orchestrator.hostmodel import HostSnapshot
 from orchestrator.findings import Finding
 from orchestrator.plan.model import Plan
+from orchestrator import spec
 from orchestrator.export.common import ImageInfo
+from orchestrator.export.compose import compose_yaml
+from orchestrator.export.k8s import manifests_yaml
+from orchestrator.export.swarm import stack_yaml
+from orchestrator.plan import conflicts, multihost
+from orchestrator.plan.onhost import inspect_host
 
 KINDS = ("compose", "swarm", "k8s")
 
@@ -41,22 +47,11 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     compose and swarm describe one host: the fleet's only host, or `host`. k8s describes every host.
     `node` is this machine's node name (default: its hostname); `snapshot` replaces inspecting it.
     """
-    from orchestrator.plan import conflicts
-    from orchestrator.plan import multihost
-    from orchestrator import spec
-    from orchestrator.export.compose import compose_yaml
-    from orchestrator.export.k8s import manifests_yaml
-    from orchestrator.export.swarm import stack_yaml
-
     if kind not in KINDS:
         raise UsageError(f"unknown export kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
     fleet = spec.load(path)
     if snapshot is None:
-        from orchestrator import host as hostinfo
-
-        count = sum(i.replicas for i in fleet.iocs)
-        base = fleet.network.base_port
-        snapshot = hostinfo.snapshot(extra_ports=range(base, min(base + count + 1, 65536)))
+        snapshot = inspect_host(fleet)
     if node is None:
         import socket
 

@@ -12,8 +12,10 @@ import hashlib
 import re
 from typing import Mapping
 
+from orchestrator.plan import multihost
 from orchestrator.plan.model import Plan, PlannedIOC
-from orchestrator.export.common import LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, ImageInfo, health_argv, image_of, k8s_quantity, plan_hash, repeater_env, restart_of, restarts_of, to_yaml_documents, user_of, wants_repeater, REPEATER_ARGV
+from orchestrator.plan.identity import LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME
+from orchestrator.export.common import ImageInfo, health_argv, image_of, k8s_quantity, plan_hash, repeater_env, to_yaml_documents, user_of, wants_repeater, REPEATER_ARGV
 
 NODE_LABEL = "kubernetes.io/hostname"
 RESTART_ANNOTATION = "org.iocfleet.restart"
@@ -33,19 +35,16 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
     if not plans:
         return []
     info = images or ImageInfo.from_images()
-    restarts = restarts_of(fleet)
     first = next(iter(plans.values()))
     if client_env is None:
-        from orchestrator.plan.multihost import client_env as merged
-
-        client_env = merged(dict(plans))
+        client_env = multihost.client_env(dict(plans))
     docs = [client_config_map(first.fleet, client_env, namespace)]
     repeater_nodes = [node for node, plan in plans.items() if wants_repeater(plan)]
     if repeater and repeater_nodes:
         docs.append(repeater_daemon_set(first, repeater_nodes, info, namespace))
     for node, plan in plans.items():
         for ioc in plan.iocs:
-            docs.append(ioc_deployment(plan, ioc, node, info, restarts, namespace))
+            docs.append(ioc_deployment(plan, ioc, node, info, namespace))
     return docs
 
 
@@ -59,10 +58,10 @@ def manifests_yaml(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | No
     return to_yaml_documents(docs, header)
 
 
-def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo, restarts: Mapping[str, str],
+def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo,
                    namespace: str | None = None) -> dict:
     image = image_of(ioc, info)
-    restart = restart_of(ioc, restarts)
+    restart = ioc.restart
     digest = plan_hash(ioc, image)
     selector = {LABEL_FLEET: label_value(plan.fleet), LABEL_IOC: label_value(ioc.name)}
     labels = {**selector, LABEL_HOST: label_value(node), LABEL_PLAN: digest, LABEL_ROLE: "ioc",

@@ -7,10 +7,9 @@ gives the same sharing of ports and broadcasts (R16). What swarm ignores (`secur
 
 from __future__ import annotations
 
-from typing import Mapping
-
+from orchestrator.plan import identity
 from orchestrator.plan.model import Plan, PlannedIOC
-from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
+from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_name, to_yaml, user_of, wants_repeater, REPEATER_ARGV
 from orchestrator.export.compose import HEALTH_TIMING
 
 STACK_VERSION = "3.8"  # `docker stack deploy` (engine 20.10) needs an explicit 3.x version
@@ -22,12 +21,11 @@ def stack_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater
                node: str | None = None) -> dict:
     """The stack file as plain data; `node` pins every service to that swarm node's hostname."""
     info = images or ImageInfo.from_images()
-    restarts = restarts_of(fleet)
     services: dict[str, dict] = {}
     if repeater and wants_repeater(plan):
         services[repeater_name(plan)] = repeater_service(plan, info, node)
     for ioc in plan.iocs:
-        services[ioc.name] = ioc_service(plan, ioc, info, restarts, node)
+        services[ioc.name] = ioc_service(plan, ioc, info, node)
     return {
         "version": STACK_VERSION,
         "services": escape_dollars(services),
@@ -41,10 +39,9 @@ def stack_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater
     return to_yaml(stack_dict(plan, fleet, images, repeater, node), header_lines(plan, "Swarm stack"))
 
 
-def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[str, str],
-                node: str | None = None) -> dict:
+def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, node: str | None = None) -> dict:
     image = image_of(ioc, info)
-    restart = restart_of(ioc, restarts)
+    restart = ioc.restart
     labels = labels_of(plan, ioc, plan_hash(ioc, image), node)
     service: dict = {"image": image}
     if ioc.command:
@@ -68,7 +65,7 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
 
 def repeater_service(plan: Plan, info: ImageInfo, node: str | None = None) -> dict:
     """caproto's repeater, one per node (`mode: global`), on the plan's repeater port (R12)."""
-    labels = repeater_labels(plan, node)
+    labels = identity.repeater_labels(plan.fleet, node)
     service = {
         "image": info.tag("caproto"),
         "entrypoint": list(REPEATER_ARGV),

@@ -10,11 +10,9 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 from orchestrator.images import inputs
+from orchestrator.plan.identity import IOC_UID, IOC_USER
 
 RUNTIMES = ("caproto", "softioc")
-# One UID for every IOC container: Linux admits a socket to a SO_REUSEPORT group only if its owner's
-# UID matches the group's (rule R2), so IOCs sharing port 5064 must all run as the same user.
-IOC_UID = 10064
 # softioc writes its generated database to a temporary file before loading it; nothing else writes.
 TMPFS = {"/tmp": "rw,nosuid,nodev,noexec,size=16m,mode=1777"}
 
@@ -54,12 +52,12 @@ def image_tag(runtime: str) -> str:
 def container_hardening(runtime: str) -> dict:
     """docker `containers.run` keyword arguments that confine an IOC container of `runtime`.
 
-    Both runtimes run as IOC_UID with no capabilities and a read-only root filesystem; /tmp is a
+    Both runtimes run as IOC_UID (plan.identity) with no capabilities and a read-only root filesystem; /tmp is a
     small tmpfs (softioc needs it, caproto does not but gets it for uniformity).
     """
     check_runtime(runtime)
     return {
-        "user": f"{IOC_UID}:{IOC_UID}",
+        "user": IOC_USER,
         "read_only": True,
         "tmpfs": dict(TMPFS),
         "cap_drop": ["ALL"],

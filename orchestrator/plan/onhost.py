@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator import host
 from orchestrator.plan import conflicts
 from orchestrator.plan import planner
 from orchestrator import spec
@@ -42,11 +43,19 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
               snapshot: HostSnapshot | None = None) -> PlannedFleet:
     """Plan an already validated fleet on this host (or on `snapshot`)."""
     if snapshot is None:
-        from orchestrator import host
-
-        count = sum(i.replicas for i in fleet.iocs)
-        base = fleet.network.base_port
-        snapshot = host.snapshot(extra_ports=range(base, min(base + count + 1, 65536)), as_uid=ioc_uid)
+        snapshot = inspect_host(fleet, ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = tuple(conflicts.check(result, snapshot, own_pids))
     return PlannedFleet(fleet, snapshot, result, findings)
+
+
+def fleet_ports(fleet: spec.FleetSpec) -> range:
+    """The ports a fleet may take on this host: its base port and one more per IOC (distinct-ports skips
+    the repeater's 5065)."""
+    base = fleet.network.base_port
+    return range(base, min(base + sum(i.replicas for i in fleet.iocs) + 1, 65536))
+
+
+def inspect_host(fleet: spec.FleetSpec, ioc_uid: int | None = None) -> HostSnapshot:
+    """This host right now, with the holders of the CA ports and of every port the fleet may take."""
+    return host.snapshot(extra_ports=fleet_ports(fleet), as_uid=ioc_uid)

@@ -11,7 +11,9 @@ import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from orchestrator.run.backends import REPEATER, Backend, Instance, plan_hash
+from orchestrator.images.catalog import image_tag
+from orchestrator.plan.identity import REPEATER, image_ref, plan_hash
+from orchestrator.run.instance import Backend, Instance
 from orchestrator.findings import Finding, has_errors
 from orchestrator.errors import ReadinessTimeout, RefusedError
 from orchestrator.plan.onhost import PlannedFleet
@@ -90,9 +92,7 @@ def diff(iocs: tuple[PlannedIOC, ...], hashes: dict[str, str], actual: list[Inst
 
 
 def config_hashes(planned: PlannedFleet) -> dict[str, str]:
-    from orchestrator.run.backends.docker import image_ref
-
-    return {i.name: plan_hash(i, image_ref(i) if i.runtime != "image" else i.image) for i in planned.plan.iocs}
+    return {i.name: plan_hash(i, image_ref(i, image_tag)) for i in planned.plan.iocs}
 
 
 def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bool = False,

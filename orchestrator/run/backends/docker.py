@@ -11,8 +11,11 @@ import functools
 from typing import Iterator
 
 from orchestrator.errors import BackendUnavailable
+from orchestrator.images.catalog import container_hardening, image_tag
+from orchestrator.plan import identity
+from orchestrator.plan.identity import IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME
 from orchestrator.plan.model import PlannedIOC
-from orchestrator.run.backends import LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, REPEATER, Instance
+from orchestrator.run.instance import Instance
 
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
@@ -53,14 +56,11 @@ def image_ref(ioc: PlannedIOC) -> str:
 
 def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     """`containers.run` arguments for one IOC: host network, the plan's env, labels, hardening, limits."""
-    from orchestrator.images.catalog import IOC_UID, container_hardening
-
     kwargs = {
         "image": image_ref(ioc),
-        "name": container_name(fleet, ioc.name),
+        "name": identity.container_name(fleet, ioc.name),
         "environment": ioc.env_dict(),
-        "labels": {LABEL_FLEET: fleet, LABEL_IOC: ioc.name, LABEL_PLAN: plan_hash, LABEL_ROLE: "ioc",
-                   LABEL_RUNTIME: ioc.runtime},
+        "labels": identity.ioc_labels(fleet, ioc, plan_hash),
         "network_mode": "host",
         "detach": True,
         "init": True,
@@ -73,7 +73,7 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     if ioc.user:
         kwargs["user"] = ioc.user
     elif ioc.runtime != "image":
-        kwargs["user"] = f"{IOC_UID}:{IOC_UID}"
+        kwargs["user"] = IOC_USER
     if ioc.command:
         kwargs["command"] = list(ioc.command)
     if ioc.limits.memory:
@@ -117,8 +117,6 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, client=None) -> None:
-        from orchestrator.images.catalog import IOC_UID
-
         self.ioc_uid = IOC_UID
         self._client = client
 
@@ -205,16 +203,13 @@ class DockerBackend:
 
     @_engine_call
     def start_repeater(self, fleet: str, port: int) -> Instance:
-        from orchestrator.images.catalog import IOC_UID, container_hardening, image_tag
-
-        name = container_name(fleet, REPEATER)
+        name = identity.container_name(fleet, identity.REPEATER)
         self._remove_named(name)
         container = self.client.containers.run(
-            image=image_tag("caproto"), entrypoint=["python3", "-m", "caproto.commandline.repeater"], name=name,
-            environment={"EPICS_CA_REPEATER_PORT": str(port)}, network_mode="host", detach=True, init=True,
-            labels={LABEL_FLEET: fleet, LABEL_IOC: REPEATER, LABEL_PLAN: "repeater", LABEL_ROLE: "repeater",
-                    LABEL_RUNTIME: "caproto"},
-            restart_policy={"Name": "always"}, **{**container_hardening("caproto"), "user": f"{IOC_UID}:{IOC_UID}"},
+            image=image_tag(identity.REPEATER_RUNTIME), entrypoint=identity.repeater_argv(), name=name,
+            environment=identity.repeater_env(port), network_mode="host", detach=True, init=True,
+            labels=identity.repeater_labels(fleet), restart_policy={"Name": "always"},
+            **{**container_hardening(identity.REPEATER_RUNTIME), "user": IOC_USER},
         )
         container.reload()
         return self._instance(container)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator.errors import UsageError
+from orchestrator.images.catalog import program_argv
+from orchestrator.plan import identity
 from orchestrator.plan.model import PlannedIOC
+from orchestrator.run.instance import Instance
 from orchestrator.run.statedir import fleet_dir, make_dir, state_root
-from orchestrator.run.backends import REPEATER, Instance
 
 STOP_GRACE = 5.0
 
@@ -67,15 +69,13 @@ class ProcessBackend:
                              "--backend process", "use --backend docker with a running Docker Engine")
 
     def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
-        from orchestrator.images.catalog import program_argv
-
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
                            ioc.env_dict(), ioc.restart)
 
     def start_repeater(self, fleet: str, port: int) -> Instance:
-        argv = [sys.executable, "-m", "caproto.commandline.repeater"]
-        return self._spawn(fleet, REPEATER, "repeater", "caproto", "repeater",
-                           argv, {"EPICS_CA_REPEATER_PORT": str(port)}, "always")
+        return self._spawn(fleet, identity.REPEATER, identity.REPEATER_ROLE, identity.REPEATER_RUNTIME,
+                           identity.REPEATER_PLAN, identity.repeater_argv(sys.executable),
+                           identity.repeater_env(port), "always")
 
     def _spawn(self, fleet, name, role, runtime, plan_hash, argv, env, restart) -> Instance:
         directory = make_dir(fleet_dir(fleet, self._environ))
