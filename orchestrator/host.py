@@ -1,7 +1,8 @@
 """Inspect this host: interfaces, addresses, the default route, and who holds CA ports.
 
-The only module that asks the operating system about the network (netifaces, psutil, /proc). It returns
-the plain data types of `hostmodel`, so everything downstream can be tested with made-up hosts.
+The only module that asks the operating system about the network and its processes (netifaces, psutil,
+/proc). It returns the plain data types of `hostmodel` (or plain numbers), so everything downstream can be
+tested with made-up hosts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface, IPv4, PortHolder
+from orchestrator.hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapshot, Interface, IPv4, PortHolder, ProcessInfo
 
 # A container id in a cgroup path: docker (".../docker/<id>", "docker-<id>.scope"), containerd,
 # podman ("libpod-<id>"), Kubernetes ("cri-containerd-<id>").
@@ -180,3 +181,78 @@ def _reuse_bind_ok(address: str, port: int) -> bool | None:
         raise
     finally:
         sock.close()
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """Name, command line, user, start time and EPICS_* environment of `pid`; None when it is gone or hidden."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cmdline, name, started, uid = proc.cmdline(), proc.name(), proc.create_time(), proc.uids().effective
+    except psutil.Error:
+        return None
+    try:
+        environ = tuple(sorted((k, v) for k, v in proc.environ().items() if k.startswith("EPICS_")))
+    except psutil.Error:
+        environ = None
+    return ProcessInfo(pid, name, tuple(cmdline), uid, started, environ)
+
+
+def process_family(pid: int, with_parent: bool = False) -> tuple[int, ...]:
+    """`pid` and all its descendants (and its parent, e.g. a container's init or a supervisor, if asked);
+    just `pid` when it is gone or hidden."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        family = (pid, *(c.pid for c in proc.children(recursive=True)))
+        parent = proc.parent() if with_parent else None
+    except psutil.Error:
+        return (pid,)
+    return family + ((parent.pid,) if parent else ())
+
+
+def listening_port(pid: int | None, with_children: bool = False) -> int | None:
+    """The lowest IPv4 TCP port `pid` (or, if asked, one of its descendants) listens on; None if none."""
+    import psutil
+
+    if not pid:
+        return None
+    try:
+        procs = [psutil.Process(pid)]
+        if with_children:
+            procs += procs[0].children(recursive=True)
+        ports = sorted(c.laddr.port for p in procs for c in p.net_connections(kind="tcp4")
+                       if c.status == psutil.CONN_LISTEN)
+    except (psutil.Error, AttributeError):
+        return None
+    return ports[0] if ports else None
+
+
+def started_at(pid: int) -> float | None:
+    """When `pid` started (seconds since the epoch), or None when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether `pid` runs (not a zombie) and, given `started`, is the same process (same start time)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 0.5
+    except psutil.Error:
+        return False

@@ -74,6 +74,18 @@ class PortHolder:
 
 
 @dataclass(frozen=True)
+class ProcessInfo:
+    """What the system tells about one process: its command line, user, start time, EPICS_* variables."""
+
+    pid: int
+    name: str
+    cmdline: tuple[str, ...]
+    uid: int | None
+    started: float  # creation time (seconds since the epoch)
+    epics_environ: tuple[tuple[str, str], ...] | None  # its EPICS_* variables, sorted; None: unreadable
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     """Everything the planner needs to know about the host, gathered once."""
 

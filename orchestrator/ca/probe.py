@@ -204,6 +204,34 @@ def search(
     return ProbeResult(names, destinations, rounds, tuple(replies), tuple(errors), clock() - start, truncated)
 
 
+def search_batched(
+    names: Sequence[str],
+    destinations: Sequence[Address],
+    *,
+    rounds: int = 1,
+    timeout: float = 0.5,
+    socket_factory: Callable[[], socket.socket] = udp_socket,
+    until_found: bool = False,
+    parallel: int | None = None,
+) -> ProbeResult:
+    """`search` for any number of names: batches of MAX_NAMES names, in flight at once (at most `parallel`
+    batches; default all), merged into one result. What readiness and the doctor both search with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = tuple(names)
+    batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
+    if len(batches) <= 1:
+        return search(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory,
+                      until_found=until_found)
+    workers = len(batches) if parallel is None else max(1, min(parallel, len(batches)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda batch: search(batch, destinations, rounds=rounds, timeout=timeout,
+                                                   socket_factory=socket_factory, until_found=until_found), batches))
+    return ProbeResult(names, parts[0].destinations, rounds, tuple(r for p in parts for r in p.replies),
+                       tuple(e for p in parts for e in p.errors), max(p.elapsed for p in parts),
+                       any(p.truncated for p in parts))
+
+
 def reach(result: ProbeResult, name: str, destination: Address) -> dict[Address, float]:
     """Fraction of rounds in which each server answered `name` searched at `destination`."""
     per_server: dict[Address, set[int]] = {}

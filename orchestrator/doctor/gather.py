@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -22,7 +21,6 @@ from orchestrator.doctor import judge as doctor
 from orchestrator import host
 from orchestrator.ca import probe
 from orchestrator.errors import UsageError
-from orchestrator.ca.probe import MAX_NAMES
 
 DEFAULT_REPEAT = 20
 
@@ -83,7 +81,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     tcp_ports = {r.tcp_port for r in result.replies} if result else set()
     ports = {settings.server_port, settings.repeater_port, *(p for _, p in destinations), *tcp_ports}
     snap = host.snapshot(extra_ports=ports)
-    processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
+    processes = tuple(_process(pid) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
     return doctor.diagnose(obs)
@@ -97,18 +95,11 @@ def doctor_auto_broadcasts() -> list[str]:
 
 
 def search(names, destinations, rounds: int, timeout: float, socket_factory) -> probe.ProbeResult:
-    """probe.search in batches of MAX_NAMES names, all batches in flight at once; one merged result."""
+    """probe.search_batched: batches of MAX_NAMES names, all in flight at once; one merged result."""
     if len(destinations) > probe.MAX_DESTINATIONS:
         raise UsageError(f"{len(destinations)} addresses to search", "EPICS_CA_ADDR_LIST",
                          f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
-    batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
-    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
-        parts = list(pool.map(lambda b: probe.search(b, destinations, rounds=rounds, timeout=timeout,
-                                                     socket_factory=socket_factory), batches))
-    return probe.ProbeResult(tuple(names), tuple(destinations), rounds,
-                             tuple(r for p in parts for r in p.replies),
-                             tuple(e for p in parts for e in p.errors),
-                             max(p.elapsed for p in parts), any(p.truncated for p in parts))
+    return probe.search_batched(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory)
 
 
 def resolve(settings: caenv.ClientSettings, hosts_file: Path = Path("/etc/hosts")) -> tuple[list, list]:
@@ -138,22 +129,14 @@ def _hosts_table(path: Path) -> dict[str, str]:
     return table
 
 
-def _process(pid: int, fleet_view) -> doctor.Process | None:
-    """What psutil knows about `pid`: label, runtime guess, start time, EPICS_* environment."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            cmdline, name, started, uid = proc.cmdline(), proc.name(), proc.create_time(), proc.uids().effective
-    except psutil.Error:
+def _process(pid: int) -> doctor.Process | None:
+    """The process holding a CA port: label, runtime guess, start time, EPICS_* environment."""
+    info = host.process_info(pid)
+    if info is None:
         return None
-    try:
-        environ = tuple(sorted((k, v) for k, v in proc.environ().items() if k.startswith("EPICS_")))
-    except psutil.Error:
-        environ = None
-    return doctor.Process(pid, label_of(cmdline, name), runtime_of(cmdline), uid, host.container_of(pid),
-                          started, environ)
+    cmdline = list(info.cmdline)
+    return doctor.Process(pid, label_of(cmdline, info.name), runtime_of(cmdline), info.uid, host.container_of(pid),
+                          info.started, info.epics_environ)
 
 
 def label_of(cmdline: list[str], name: str) -> str:
@@ -191,20 +174,11 @@ def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings):
     iocs = []
     for ioc in plan.iocs:
         inst = instances.get(ioc.name)
-        pids = _family(inst.pid) if inst and inst.pid else ()
+        pids = host.process_family(inst.pid) if inst and inst.pid else ()
         iocs.append(doctor.FleetIOC(ioc.name, ioc.runtime, ioc.pv_names, pids, inst.container if inst else None,
                                     inst.state if inst else "missing"))
     names = tuple(n for ioc in plan.iocs for n in ioc.pv_names)
     return fleet_settings, names, doctor.FleetView(plan.fleet, tuple(iocs), str(path))
-
-
-def _family(pid: int) -> tuple[int, ...]:
-    import psutil
-
-    try:
-        return (pid, *(c.pid for c in psutil.Process(pid).children(recursive=True)))
-    except psutil.Error:
-        return (pid,)
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

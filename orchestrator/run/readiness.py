@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from orchestrator.plan.model import Plan
 
-SEARCH_BATCH = 64  # names per search datagram (probe.MAX_NAMES)
+SEARCH_PARALLEL = 8  # search datagrams (of probe.MAX_NAMES names) in flight at once
 
 
 @dataclass(frozen=True)
@@ -92,21 +92,16 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
 
 def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:
     """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
-    from concurrent.futures import ThreadPoolExecutor
+    from orchestrator.ca.probe import search_batched
 
-    from orchestrator.ca.probe import search
-
-    batches = [names[i:i + SEARCH_BATCH] for i in range(0, len(names), SEARCH_BATCH)]
-    with ThreadPoolExecutor(max_workers=min(8, len(batches)) or 1) as pool:
-        results = list(pool.map(lambda b: search(b, destinations, rounds=1, timeout=window, until_found=True),
-                                batches))
+    result = search_batched(names, destinations, rounds=1, timeout=window, until_found=True,
+                            parallel=SEARCH_PARALLEL)
     found: dict[tuple[str, int], list[str]] = defaultdict(list)
     seen = set()
-    for result in results:
-        for reply in result.replies:
-            if reply.name not in seen:
-                seen.add(reply.name)
-                found[reply.server].append(reply.name)
+    for reply in result.replies:
+        if reply.name not in seen:
+            seen.add(reply.name)
+            found[reply.server].append(reply.name)
     return found
 
 

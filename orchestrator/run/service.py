@@ -86,18 +86,6 @@ def down_fleet(backend, fleet_name: str):
 
 def own_pids(instances) -> frozenset[int]:
     """The pids of a fleet's running instances and of their children (container init, supervisors)."""
-    import psutil
+    from orchestrator import host
 
-    pids = set()
-    for inst in instances:
-        if not inst.pid:
-            continue
-        pids.add(inst.pid)
-        try:
-            proc = psutil.Process(inst.pid)
-            pids.update(p.pid for p in proc.children(recursive=True))
-            if proc.parent():
-                pids.add(proc.parent().pid)
-        except psutil.Error:
-            continue
-    return frozenset(pids)
+    return frozenset(p for inst in instances if inst.pid for p in host.process_family(inst.pid, with_parent=True))

@@ -115,3 +115,20 @@ def test_search_collects_replies_per_round_with_an_injected_socket():
 def test_cli_rejects_bad_usage(capsys):
     assert probe.main(["--addr", "127.0.0.1:28999", "--names", "A", "--repeat", "100000"]) == 2
     assert "iocfleet: error" in capsys.readouterr().err
+
+
+def test_search_batched_splits_names_into_datagrams_and_merges_one_result():
+    names = [f"N{i}" for i in range(150)]  # three datagrams: 64 + 64 + 22 names
+
+    class Known(FakeServerSocket):
+        known = {"N0": 5001, "N70": 5002, "N149": 5003}
+
+    res = probe.search_batched(names, [("10.1.1.1", 5064)], rounds=2, timeout=0.05, socket_factory=Known,
+                               parallel=2)
+    assert res.names == tuple(names) and res.rounds == 2 and res.destinations == (("10.1.1.1", 5064),)
+    assert sorted((r.name, r.round, r.tcp_port) for r in res.replies) == [
+        ("N0", 0, 5001), ("N0", 1, 5001), ("N149", 0, 5003), ("N149", 1, 5003), ("N70", 0, 5002), ("N70", 1, 5002)]
+    one = probe.search_batched(["N0"], [("10.1.1.1", 5064)], timeout=0.05, socket_factory=Known)
+    assert [r.name for r in one.replies] == ["N0"]
+    with pytest.raises(UsageError):
+        probe.search_batched([], [("10.1.1.1", 5064)])

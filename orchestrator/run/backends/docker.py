@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Iterator
 
+from orchestrator import host
 from orchestrator.errors import BackendUnavailable
 from orchestrator.images.catalog import container_hardening, image_tag
 from orchestrator.plan import identity
@@ -161,7 +162,7 @@ class DockerBackend:
                         role=labels.get(LABEL_ROLE, "ioc"), runtime=labels.get(LABEL_RUNTIME, "image"),
                         state=status, plan_hash=labels.get(LABEL_PLAN, ""), exit_code=exit_code,
                         restarts=container.attrs.get("RestartCount", 0), container=container.id,
-                        pid=pid, tcp_port=_listening_port(pid) if details else None)
+                        pid=pid, tcp_port=host.listening_port(pid, with_children=True) if details else None)
 
     @_engine_call
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
@@ -249,18 +250,3 @@ class DockerBackend:
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             yield from (line.decode(errors="replace") for line in lines)
-
-
-def _listening_port(pid: int | None) -> int | None:
-    """The TCP port the container's main process listens on (host network: visible from here)."""
-    if not pid:
-        return None
-    import psutil
-
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        ports = sorted(c.laddr.port for p in procs for c in p.net_connections(kind="tcp4")
-                       if c.status == psutil.CONN_LISTEN)
-    except psutil.Error:
-        return None
-    return ports[0] if ports else None

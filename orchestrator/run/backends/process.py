@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator import host
 from orchestrator.errors import UsageError
 from orchestrator.images.catalog import program_argv
 from orchestrator.plan import identity
@@ -49,17 +50,17 @@ class ProcessBackend:
         return found
 
     def _instance(self, data: dict, details: bool = True) -> Instance:
-        supervisor_alive = _alive(data.get("supervisor_pid"), data.get("supervisor_created"))
+        supervisor_alive = host.alive(data.get("supervisor_pid"), data.get("supervisor_created"))
         state = data.get("state", "created")
         pid = data.get("pid")
         if not supervisor_alive and state != "exited":
             state, pid = "exited", None  # the supervisor was killed: nothing runs any more
-        elif state == "running" and not _alive(pid):
+        elif state == "running" and not host.alive(pid):
             state = "restarting"
         return Instance(fleet=data["fleet"], name=data["name"], role=data["role"], runtime=data["runtime"],
                         state=state, plan_hash=data["plan_hash"], exit_code=data.get("exit_code"),
                         restarts=data.get("restarts", 0), pid=pid if state == "running" else None,
-                        tcp_port=_listening_port(pid) if state == "running" and details else None)
+                        tcp_port=host.listening_port(pid) if state == "running" and details else None)
 
     # -- starting --------------------------------------------------------------------------------
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
@@ -93,7 +94,7 @@ class ProcessBackend:
                 env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        created = _create_time(proc.pid)
+        created = host.started_at(proc.pid)
         _merge(state, supervisor_pid=proc.pid, supervisor_created=created)
         return self._instance(json.loads(state.read_text()))
 
@@ -147,53 +148,16 @@ def _merge(path: Path, **changes) -> None:
     update(path, **changes)
 
 
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _alive(pid: int | None, created: float | None = None) -> bool:
-    """Whether `pid` runs and is the same process (same start time) we recorded."""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return created is None or abs(proc.create_time() - created) < 0.5
-    except psutil.Error:
-        return False
-
-
-def _listening_port(pid: int | None) -> int | None:
-    import psutil
-
-    if not pid:
-        return None
-    try:
-        ports = sorted(c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp4")
-                       if c.status == psutil.CONN_LISTEN)
-    except (psutil.Error, AttributeError):
-        return None
-    return ports[0] if ports else None
-
-
 def _terminate(pid: int | None, created: float | None) -> None:
     """SIGTERM the supervisor's process group, wait, then SIGKILL what is left."""
-    if not _alive(pid, created):
+    if not host.alive(pid, created):
         return
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_GRACE
-    while time.monotonic() < deadline and _alive(pid, created):
+    while time.monotonic() < deadline and host.alive(pid, created):
         time.sleep(0.05)
     try:
         os.killpg(pid, signal.SIGKILL)
