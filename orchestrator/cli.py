@@ -11,15 +11,12 @@ from pathlib import Path
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import EXIT_INTERNAL, IocfleetError, SpecError
+from orchestrator.errors import EXIT_INTERNAL, IocfleetError
 
 
 def _fail(exc: IocfleetError) -> None:
-    if isinstance(exc, SpecError):
-        for line in exc.problems:
-            click.echo(line, err=True)
-    else:
-        click.echo(f"iocfleet: error: {exc.line()}", err=True)
+    for line in exc.lines():
+        click.echo(line, err=True)
     sys.exit(exc.exit_code)
 
 
@@ -129,7 +126,6 @@ def env(fleet: str, strategy: str | None, interface: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
 def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool) -> None:
     """Check a fleet's plan against the rules and this host; exit 1 when any finding is an error."""
-    from orchestrator.errors import EXIT_FINDINGS
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import findings_text
 
@@ -138,8 +134,7 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
         click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
     else:
         click.echo(findings_text(planned.findings))
-    if planned.has_errors:
-        sys.exit(EXIT_FINDINGS)
+    planned.raise_for_errors()
 
 
 _BACKEND = click.Choice(["auto", "docker", "process"])
@@ -280,7 +275,9 @@ def doctor(fleet, addr_list, auto_addr_list, names, repeat, timeout, probe_auto,
     from orchestrator.doctor.judge import text
 
     auto = None if auto_addr_list is None else auto_addr_list.lower() == "yes"
-    diagnosis = run(DoctorOptions(fleet, addr_list, auto, names, repeat, timeout, probe_auto, backend), os.environ)
+    options = DoctorOptions(fleet=fleet, addr_list=addr_list, auto_addr_list=auto, names=names, repeat=repeat,
+                            timeout=timeout, probe_auto=probe_auto, backend=backend)
+    diagnosis = run(options, os.environ)
     click.echo(_json(diagnosis.to_dict()) if as_json else text(diagnosis))
     diagnosis.raise_for_errors()
 

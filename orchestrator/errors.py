@@ -35,6 +35,10 @@ class IocfleetError(Exception):
             text += f" — {self.fix}"
         return text
 
+    def lines(self) -> list[str]:
+        """How a user sees this error on stderr: `iocfleet: error: <what> (<where>) — <fix>`."""
+        return [f"iocfleet: error: {self.line()}"]
+
 
 class UsageError(IocfleetError):
     exit_code = EXIT_USAGE
@@ -52,6 +56,16 @@ class SpecError(IocfleetError):
     def line(self) -> str:
         return self.what
 
+    def lines(self) -> list[str]:
+        """Every problem, one `FILE:LINE: field: problem — fix` line each."""
+        return list(self.problems)
+
+
+class FindingsError(IocfleetError):
+    """A check or diagnosis found errors: the command exits 1 after printing its findings."""
+
+    exit_code = EXIT_FINDINGS
+
 
 class RefusedError(IocfleetError):
     exit_code = EXIT_REFUSED
@@ -63,3 +77,12 @@ class BackendUnavailable(IocfleetError):
 
 class ReadinessTimeout(IocfleetError):
     exit_code = EXIT_TIMEOUT
+
+
+def report(exc: IocfleetError, stream) -> int:
+    """Write `exc` to `stream` as a user sees it (`exc.lines()`); return its exit code. For the module
+    entry points (`python -m orchestrator.doctor`, `python -m orchestrator.ca.probe`); the CLI echoes the
+    same lines."""
+    for line in exc.lines():
+        print(line, file=stream)
+    return exc.exit_code

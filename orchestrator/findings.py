@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.errors import FindingsError
+
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)  # most severe first
 SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -41,3 +43,10 @@ def errors_of(findings: Iterable[Finding]) -> list[Finding]:
 
 def has_errors(findings: Iterable[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
+
+
+def raise_for_errors(findings: Iterable[Finding], where: str) -> None:
+    """Raise FindingsError (exit 1) naming the first error finding and its fix; call after rendering."""
+    errors = errors_of(findings)
+    if errors:
+        raise FindingsError(f"{len(errors)} error finding(s), first: {errors[0].code}", where, errors[0].fix)

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import caproto as ca
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import UsageError, report
 from orchestrator.hostmodel import CA_SERVER_PORT
 
 MAX_ROUNDS = 256  # sockets open at once; also bounds the cid space below
@@ -269,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = search(args.names, [parse_addr(a) for a in args.addr], rounds=args.repeat, timeout=args.timeout)
     except UsageError as exc:
-        print(f"iocfleet: error: {exc.line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc, sys.stderr)
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         print()

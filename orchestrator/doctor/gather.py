@@ -25,9 +25,10 @@ from orchestrator.errors import UsageError
 DEFAULT_REPEAT = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DoctorOptions:
-    """What `iocfleet doctor` was asked; None means "from the environment" (or the fleet)."""
+    """What `iocfleet doctor` was asked; None means "from the environment" (or the fleet). Keywords only:
+    eight options in a row are too easy to swap."""
 
     fleet: str | None = None
     addr_list: str | None = None
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     import json
     import os
 
-    from orchestrator.errors import IocfleetError
+    from orchestrator.errors import IocfleetError, report
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--fleet")
@@ -200,16 +201,16 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    options = DoctorOptions(args.fleet, args.addr_list,
-                            None if args.auto_addr_list is None else args.auto_addr_list == "yes",
-                            tuple(args.names), args.repeat, args.timeout, args.probe_auto, args.backend)
+    options = DoctorOptions(fleet=args.fleet, addr_list=args.addr_list,
+                            auto_addr_list=None if args.auto_addr_list is None else args.auto_addr_list == "yes",
+                            names=tuple(args.names), repeat=args.repeat, timeout=args.timeout,
+                            probe_auto=args.probe_auto, backend=args.backend)
     try:
         diagnosis = run(options, os.environ if environ is None else environ)
         print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else doctor.text(diagnosis))
         diagnosis.raise_for_errors()
     except IocfleetError as exc:
-        print(f"iocfleet: error: {exc.line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc, sys.stderr)
     return 0
 
 

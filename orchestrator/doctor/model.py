@@ -9,18 +9,13 @@ from dataclasses import dataclass, field
 
 from orchestrator.ca import rules
 from orchestrator.ca.env import ClientSettings
-from orchestrator.errors import EXIT_FINDINGS, IocfleetError
-from orchestrator.findings import WARNING, Finding, errors_of, has_errors
+from orchestrator.errors import FindingsError
+from orchestrator.findings import WARNING, Finding, errors_of, has_errors, raise_for_errors
 from orchestrator.hostmodel import HostSnapshot
 from orchestrator.ca.probe import ProbeResult
 
 Address = tuple[str, int]
-
-
-class FindingsError(IocfleetError):
-    """The diagnosis has error findings: the CLI exits 1 after printing it."""
-
-    exit_code = EXIT_FINDINGS
+__all__ = ["FindingsError"]  # the doctor's exit-1 error (defined in errors, exported here as before)
 
 
 @dataclass(frozen=True)
@@ -151,10 +146,7 @@ class Diagnosis:
 
     def raise_for_errors(self) -> None:
         """Raise FindingsError (exit 1) when an error finding remains; call after rendering."""
-        errors = errors_of(self.findings)
-        if errors:
-            raise FindingsError(f"{len(errors)} error finding(s), first: {errors[0].code}", "doctor",
-                                errors[0].fix)
+        raise_for_errors(self.findings, "doctor")
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "ok": not self.has_errors, "client": self.client.to_dict(),

@@ -10,7 +10,7 @@ from orchestrator.plan import conflicts
 from orchestrator.plan import planner
 from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.findings import Finding, has_errors
+from orchestrator.findings import Finding, has_errors, raise_for_errors
 from orchestrator.plan.model import Plan
 
 
@@ -29,6 +29,10 @@ class PlannedFleet:
 
     def to_dict(self) -> dict:
         return self.plan.to_dict(self.findings)
+
+    def raise_for_errors(self) -> None:
+        """Raise FindingsError (exit 1) when a finding is an error; call after rendering (`iocfleet check`)."""
+        raise_for_errors(self.findings, f"fleet {self.plan.fleet}")
 
 
 def plan_file(path: str | Path, strategy: str | None = None, interface: str | None = None,
