@@ -21,14 +21,22 @@ from orchestrator.hostmodel import CA_REPEATER_PORT, CA_SERVER_PORT, HostSnapsho
 _CONTAINER_ID = re.compile(r"(?:docker|libpod|crio|cri-containerd|containerd)[-/]([0-9a-f]{64})")
 
 
-def snapshot(extra_ports: Iterable[int] = (), as_uid: int | None = None) -> HostSnapshot:
+def snapshot(extra_ports: Iterable[int] = (), as_uid: int | None = None,
+             network: HostSnapshot | None = None) -> HostSnapshot:
     """Inspect interfaces and CA port holders (5064, 5065 and `extra_ports`) right now.
 
     `as_uid`: test reuse binds as this user (the IOCs' uid), since the kernel only lets sockets of
-    one uid share a port (R2). Default: the calling user.
+    one uid share a port (R2). Default: the calling user. `network`: interfaces and default route already
+    read (`network_snapshot()`), so one command reads them once.
     """
     ports = sorted({CA_SERVER_PORT, CA_REPEATER_PORT, *extra_ports})
-    return HostSnapshot(interfaces(), default_interface(), tuple(holders_of(ports, as_uid)))
+    network = network or network_snapshot()
+    return HostSnapshot(network.interfaces, network.default_interface, tuple(holders_of(ports, as_uid)))
+
+
+def network_snapshot() -> HostSnapshot:
+    """Interfaces and the default route, without port holders: enough to plan on."""
+    return HostSnapshot(interfaces(), default_interface(), ())
 
 
 def interfaces() -> tuple[Interface, ...]:

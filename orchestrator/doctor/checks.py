@@ -87,7 +87,7 @@ def _udp_holders(obs: "Observation", procs: dict) -> list[Finding]:
     return out
 
 
-def _ioc_containers(obs: "Observation", procs: dict) -> set[str]:
+def _ioc_containers(obs: "Observation") -> set[str]:
     """Containers that run an IOC: fleet IOC containers and containers holding a CA server port."""
     found = {h.container for port in server_ports(obs) for h in obs.snapshot.holders("udp", port) if h.container}
     if obs.fleet:
@@ -105,7 +105,7 @@ def _repeater(obs: "Observation", procs: dict) -> list[Finding]:
             "and if the first such client runs in a container the repeater dies with it",
             "run one repeater on the host, e.g. `python -m caproto.commandline.repeater` or EPICS base "
             "`caRepeater` (`iocfleet up` starts one for its fleets)", "R12")]
-    iocs = _ioc_containers(obs, procs)
+    iocs = _ioc_containers(obs)
     out = []
     for h in holders:
         if h.container and h.container in iocs:

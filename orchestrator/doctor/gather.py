@@ -16,11 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
+from orchestrator import host, spec
 from orchestrator.ca import env as caenv
-from orchestrator.doctor import judge as doctor
-from orchestrator import host
 from orchestrator.ca import probe
+from orchestrator.doctor import judge as doctor
+from orchestrator.doctor.checks import auto_broadcasts
 from orchestrator.errors import UsageError
+from orchestrator.hostmodel import HostSnapshot
+from orchestrator.plan import planner
 
 DEFAULT_REPEAT = 20
 
@@ -50,8 +53,9 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     settings = caenv.client_settings(environ)
     names = tuple(dict.fromkeys(n for item in options.names for n in item.replace(",", " ").split()))
     fleet_view = None
+    network = host.network_snapshot()  # read once: the fleet is planned on it, the snapshot below reuses it
     if options.fleet:
-        settings, fleet_names, fleet_view = _fleet(options.fleet, options.backend, settings)
+        settings, fleet_names, fleet_view = _fleet(options.fleet, options.backend, settings, network)
         names = names or fleet_names
     if options.addr_list is not None:
         settings = replace(settings, entries=caenv.addr_list(options.addr_list, settings.server_port, "--addr-list"),
@@ -62,7 +66,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     notes = []
     if settings.auto_addr_list:
         if options.probe_auto:
-            destinations += [(b, settings.server_port) for b in doctor_auto_broadcasts()]
+            destinations += [(b, settings.server_port) for b in auto_broadcasts(network)]
         else:
             notes.append("EPICS_CA_AUTO_ADDR_LIST is not NO, but interface broadcasts were NOT probed "
                          "(pass --probe-auto to send searches there)")
@@ -81,18 +85,11 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
         notes.append("no names to search: give --names PV ... or --fleet FILE for a live probe")
     tcp_ports = {r.tcp_port for r in result.replies} if result else set()
     ports = {settings.server_port, settings.repeater_port, *(p for _, p in destinations), *tcp_ports}
-    snap = host.snapshot(extra_ports=ports)
+    snap = host.snapshot(extra_ports=ports, network=network)
     processes = tuple(_process(pid) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
     return doctor.diagnose(obs)
-
-
-def doctor_auto_broadcasts() -> list[str]:
-    from orchestrator.doctor.checks import auto_broadcasts
-    from orchestrator.hostmodel import HostSnapshot
-
-    return auto_broadcasts(HostSnapshot(host.interfaces(), None))
 
 
 def search(names, destinations, rounds: int, timeout: float, socket_factory) -> probe.ProbeResult:
@@ -161,15 +158,14 @@ def runtime_of(cmdline: list[str]) -> str:
     return "other"
 
 
-def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings):
-    """The fleet plan's client settings, its PV names, and its running instances."""
+def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings, network: HostSnapshot):
+    """The fleet plan's client settings, its PV names, and its running instances. The plan is made on the
+    doctor's own view of the network (no second snapshot) and not checked: the doctor judges what runs."""
     from orchestrator.run.backends import select
-    from orchestrator.plan.onhost import plan_file
 
     if not Path(path).exists():
         raise UsageError(f"fleet file {path} does not exist", "--fleet", "give the fleet file the fleet was started from")
-    planned = plan_file(path)
-    plan = planned.plan
+    plan = planner.plan(spec.load(path), network)
     fleet_settings = caenv.client_settings(plan.client_env_dict(), source=f"fleet {plan.fleet} plan")
     instances = {i.name: i for i in select(backend_name).instances(plan.fleet)}
     iocs = []

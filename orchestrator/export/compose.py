@@ -33,9 +33,11 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
     return {"services": escape_dollars(services)}
 
 
-def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True) -> str:
-    """The compose file as YAML text with a header naming the client settings."""
-    return to_yaml(compose_dict(plan, fleet, images, repeater), header_lines(plan, "Compose file"))
+def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,
+                 host: str | None = None) -> str:
+    """The compose file as YAML text with a header naming the client settings; `host` labels every
+    container with the host it is for (org.iocfleet.host), as the swarm and k8s exports do."""
+    return to_yaml(compose_dict(plan, fleet, images, repeater, host), header_lines(plan, "Compose file"))
 
 
 def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None = None) -> dict:

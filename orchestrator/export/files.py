@@ -6,6 +6,7 @@ exporters of this package.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
         import socket
 
         node = socket.gethostname()
-    plans = multihost.plan_hosts(fleet, snapshot, local_name=node, strategy=strategy, interface=interface)
+    # The file runs later, maybe elsewhere: plan as if no repeater held UDP 5065 here now, so the export
+    # always carries the fleet's repeater (which exits 0 where one already runs, R12). The check below
+    # still sees this host as it is.
+    unheld = dataclasses.replace(snapshot, ca_ports=())
+    plans = multihost.plan_hosts(fleet, unheld, local_name=node, strategy=strategy, interface=interface)
     info = images or ImageInfo.from_images()
     local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
     findings = tuple(conflicts.check(local, snapshot)) if local is not None else ()
@@ -65,7 +70,7 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
         return Exported(kind, text, plans, findings)
     chosen = _one_host(plans, host, str(path))
     if kind == "compose":
-        text = compose_yaml(plans[chosen], fleet, info, repeater)
+        text = compose_yaml(plans[chosen], fleet, info, repeater, host=chosen)
     else:
         text = stack_yaml(plans[chosen], fleet, info, repeater, node=chosen)
     return Exported(kind, text, {chosen: plans[chosen]}, findings if plans[chosen] is local else ())

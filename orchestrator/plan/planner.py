@@ -25,7 +25,7 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
     expanded = expand_replicas(spec.iocs)
     iface_name = choose_interface(interface or spec.network.interface, snapshot, say)
     iface = snapshot.interface(iface_name) if iface_name else None
-    address = _address(iface, iface_name)
+    address = _address(iface)
     broadcast = _broadcast(iface)
     clients = _clients(spec.network.clients, iface, say)
     chosen = choose_strategy(strategy or spec.network.strategy, len(expanded), iface, clients, say)
@@ -39,10 +39,7 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
     say("R11", f"Beacons go only to {beacon} (EPICS_CAS_AUTO_BEACON_ADDR_LIST=NO): without it caproto "
                "adds 255.255.255.255 and rsrv every interface's broadcast.")
     _runtime_notes(expanded, chosen, iface, say)
-    repeater = Repeater(CA_REPEATER_PORT, "fleet",
-                        "a repeater spawned inside an IOC container dies with that container; the fleet "
-                        "runs its own on the host's UDP 5065 before the IOCs start")
-    say("R12", f"CA repeater: {repeater.reason}.")
+    repeater = choose_repeater(snapshot, say)
 
     client_env = (("EPICS_CA_AUTO_ADDR_LIST", "NO"), ("EPICS_CA_ADDR_LIST", client_list))
     if chosen != "distinct-ports":
@@ -81,7 +78,7 @@ def choose_interface(wanted: str, snapshot: HostSnapshot, say) -> str | None:
     return lo
 
 
-def _address(iface: Interface | None, name: str | None) -> str | None:
+def _address(iface: Interface | None) -> str | None:
     if iface is None or not iface.ipv4:
         return None
     return iface.ipv4[0].address
@@ -233,3 +230,21 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         tcp_port=port if strategy != "shared-port" else None, bind=binds, env=env, pvs=ioc.pvs,
         image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits, restart=ioc.restart,
     )
+
+
+def choose_repeater(snapshot: HostSnapshot, say) -> Repeater:
+    """The fleet runs its own CA repeater unless one already holds UDP 5065 on this host (R12); `up` starts
+    one exactly when this says `fleet` (and none of the fleet's own runs yet)."""
+    holders = snapshot.holders("udp", CA_REPEATER_PORT)
+    if holders:
+        who = ", ".join(f"pid {h.pid} ({h.process or 'unknown'})" if h.pid else "a process of another user"
+                        for h in holders[:3])
+        repeater = Repeater(CA_REPEATER_PORT, "host",
+                            f"one already holds UDP {CA_REPEATER_PORT} on this host ({who}): clients and IOCs "
+                            "register with it, and a host needs only one, so the fleet starts none")
+    else:
+        repeater = Repeater(CA_REPEATER_PORT, "fleet",
+                            "a repeater spawned inside an IOC container dies with that container; the fleet "
+                            "runs its own on the host's UDP 5065 before the IOCs start")
+    say("R12", f"CA repeater: {repeater.reason}.")
+    return repeater

@@ -193,8 +193,9 @@ def _stale(fleet: str, actual: list[Instance]) -> list[Finding]:
 
 
 def _repeater_elsewhere(planned: PlannedFleet) -> bool:
-    """A repeater already holds the port (another fleet's or the host's): don't start a second (R12)."""
-    return bool(planned.snapshot.holders("udp", planned.plan.repeater.port))
+    """A repeater already holds the port (another fleet's or the host's): don't start a second (R12).
+    The plan decided it from the same snapshot, so `plan --json` says what `up` does."""
+    return planned.plan.repeater.provider == "host"
 
 
 def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:

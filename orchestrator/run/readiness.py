@@ -59,11 +59,13 @@ def client_destinations(client_env: dict[str, str]) -> list[tuple[str, int]]:
 def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | None = None,
                progress: Callable[[ReadyReport], None] | None = None,
                clock: Callable[[], float] = time.monotonic, search_window: float = 0.25,
-               give_up: Callable[[ReadyReport], bool] | None = None) -> ReadyReport:
+               give_up: Callable[[ReadyReport], bool] | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> ReadyReport:
     """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes.
 
     `give_up(report)` may end the wait early (e.g. an IOC exited for good). Returns the last report
-    either way; the caller decides what a timeout means.
+    either way; the caller decides what a timeout means. `clock` and `sleep` go together: pacing sleeps
+    on `sleep`, so a test's clock is never outrun by a real sleep.
     """
     start = clock()
     wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.pv_names for i in plan.iocs}
@@ -86,7 +88,7 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
             progress(report)
         if report.ready or clock() - start >= timeout or (give_up is not None and give_up(report)):
             break
-        _pace(pass_started + search_window, clock)
+        _pace(pass_started + search_window, clock, sleep)
     return report
 
 
@@ -105,12 +107,12 @@ def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int
     return found
 
 
-def _pace(until: float, clock) -> None:
+def _pace(until: float, clock, sleep) -> None:
     """Keep at least one search window between passes, so a server that answers searches but fails
     reads is not hammered."""
     left = until - clock()
     if left > 0:
-        time.sleep(left)
+        sleep(left)
 
 
 def _read(server, pvs):

@@ -49,10 +49,19 @@ def check_name(mapping: dict, key: str, field: str, problems: Problems, required
             problems.add(line, field, "missing", f"add `{key}: NAME` (letters, digits, _ . -)")
         return ""
     if not isinstance(value, str) or not NAME_RE.match(value):
-        problems.add(line, field, f"{value!r} is not a valid container name",
+        problems.add(line, field, f"{value!r} is not a valid {_noun(field)}",
                      "use 1-63 characters: a letter or digit, then letters, digits, _ . -")
         return ""
     return value
+
+
+def _noun(field: str) -> str:
+    """What a name field names: the fleet, a host, or an IOC (whose name becomes its container's)."""
+    if field == "fleet":
+        return "fleet name"
+    if field.startswith("hosts["):
+        return "host name"
+    return "container name"
 
 
 def check_choice(mapping: dict, key: str, field: str, choices, default: str, problems: Problems) -> str:

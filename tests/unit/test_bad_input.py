@@ -286,7 +286,7 @@ def test_fleet_name_with_command_substitution_is_refused(tmp_path, state):
     path = write_fleet(tmp_path / "f.yaml", name="$(id)")
     proc = run("validate", str(path), state=state)
     assert proc.returncode == 2
-    assert ": fleet: '$(id)' is not a valid container name" in last_line(proc)
+    assert ": fleet: '$(id)' is not a valid fleet name" in last_line(proc)
 
 
 def test_too_many_distinct_ports_is_refused_before_anything_starts(tmp_path, state):

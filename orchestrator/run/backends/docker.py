@@ -144,10 +144,7 @@ class DockerBackend:
         """The fleet's containers by label. `details=False` is one engine call (no inspect per container,
         no TCP port lookup): enough to see states while `up` waits."""
         label = f"{LABEL_FLEET}={fleet}" if fleet else LABEL_FLEET
-        try:
-            containers = self.client.containers.list(all=True, filters={"label": label}, sparse=not details)
-        except self._errors().DockerException as exc:
-            raise BackendUnavailable(f"Docker Engine error: {exc}", "docker", "check that dockerd is running")
+        containers = self.client.containers.list(all=True, filters={"label": label}, sparse=not details)
         return sorted((self._instance(c, details) for c in containers), key=lambda i: (i.fleet, i.role, i.name))
 
     def _instance(self, container, details: bool = True) -> Instance:
