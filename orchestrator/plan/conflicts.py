@@ -26,6 +26,7 @@ def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozens
         *_udp_holders(plan, snapshot, own_pids),
         *_uids(plan),
         *_repeater(plan, snapshot),
+        *_name_server(plan, snapshot, own_pids),
     ]
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
@@ -200,3 +201,9 @@ def _repeater(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:
         return []
     return [Finding("repeater-missing", INFO, f"no CA repeater holds UDP {CA_REPEATER_PORT} on this host yet",
                     "nothing to do: the fleet starts one (R12)", "R12")]
+
+
+def _name_server(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int]) -> list[Finding]:
+    from orchestrator.plan import nameserver
+
+    return nameserver.check(plan, snapshot, own_pids)

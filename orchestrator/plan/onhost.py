@@ -45,7 +45,7 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
 
         count = sum(i.replicas for i in fleet.iocs)
         base = fleet.network.base_port
-        snapshot = host.snapshot(extra_ports=range(base, min(base + count + 1, 65536)), as_uid=ioc_uid)
+        snapshot = host.snapshot(extra_ports=range(base, min(base + count + 3, 65536)), as_uid=ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = tuple(conflicts.check(result, snapshot, own_pids))
     return PlannedFleet(fleet, snapshot, result, findings)
