@@ -89,7 +89,7 @@ def schema() -> None:
     click.echo(_json(fleet_schema()))
 
 
-_STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports"])
+_STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports", "name-server"])
 
 
 def _plan_options(func):

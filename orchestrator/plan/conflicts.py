@@ -27,6 +27,7 @@ def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozens
         *_udp_holders(plan, snapshot, own_pids),
         *_uids(plan),
         *_repeater(plan, snapshot),
+        *_name_server(plan, snapshot, own_pids),
     ]
     return by_severity(findings)
 
@@ -196,3 +197,9 @@ def _repeater(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:
         return []
     return [Finding("repeater-missing", INFO, f"no CA repeater holds UDP {CA_REPEATER_PORT} on this host yet",
                     "nothing to do: the fleet starts one (R12)", "R12")]
+
+
+def _name_server(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int]) -> list[Finding]:
+    from orchestrator.plan import nameserver
+
+    return nameserver.check(plan, snapshot, own_pids)

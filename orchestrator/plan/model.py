@@ -91,6 +91,7 @@ class Plan:
     repeater: Repeater
     decisions: tuple[Decision, ...]
     ioc_uid: int | None = None
+    name_server: object = None  # plan.nameserver.NameServerPlan under strategy name-server (R15)
 
     def ioc(self, name: str) -> PlannedIOC:
         return next(i for i in self.iocs if i.name == name)
@@ -111,4 +112,5 @@ class Plan:
             "repeater": self.repeater.to_dict(),
             "decisions": [d.to_dict() for d in self.decisions],
             "findings": [f.to_dict() for f in findings],
+            "name_server": self.name_server.to_dict() if self.name_server is not None else None,
         }

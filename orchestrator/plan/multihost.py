@@ -83,11 +83,15 @@ def client_env(plans: dict[str, Plan]) -> tuple[tuple[str, str], ...]:
     """
     entries: list[str] = []
     server_ports: list[str] = []
+    name_servers: list[str] = []  # one per host under strategy name-server, each knowing its host's IOCs
     for plan in plans.values():
         env = plan.client_env_dict()
         for entry in env.get("EPICS_CA_ADDR_LIST", "").split():
             if entry not in entries:
                 entries.append(entry)
+        for entry in env.get("EPICS_CA_NAME_SERVERS", "").split():
+            if entry not in name_servers:
+                name_servers.append(entry)
         if "EPICS_CA_SERVER_PORT" in env and env["EPICS_CA_SERVER_PORT"] not in server_ports:
             server_ports.append(env["EPICS_CA_SERVER_PORT"])
     if len(server_ports) > 1:
@@ -96,4 +100,6 @@ def client_env(plans: dict[str, Plan]) -> tuple[tuple[str, str], ...]:
     out: tuple[tuple[str, str], ...] = (("EPICS_CA_AUTO_ADDR_LIST", "NO"), ("EPICS_CA_ADDR_LIST", " ".join(entries)))
     if server_ports:
         out += (("EPICS_CA_SERVER_PORT", server_ports[0]),)
+    if name_servers:
+        out += (("EPICS_CA_NAME_SERVERS", " ".join(name_servers)),)
     return out

@@ -55,9 +55,9 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
 
 def fleet_ports(fleet: spec.FleetSpec) -> range:
     """The ports a fleet may take on this host: its base port and one more per IOC (distinct-ports skips
-    the repeater's 5065)."""
+    the repeater's 5065), and the name server's (base + 2, R15)."""
     base = fleet.network.base_port
-    return range(base, min(base + sum(i.replicas for i in fleet.iocs) + 1, 65536))
+    return range(base, min(base + sum(i.replicas for i in fleet.iocs) + 3, 65536))
 
 
 def inspect_host(fleet: spec.FleetSpec, ioc_uid: int | None = None) -> HostSnapshot:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from orchestrator.hostmodel import CA_REPEATER_PORT, HostSnapshot, Interface
+from orchestrator.plan import nameserver
 from orchestrator.plan.model import Decision, Plan, PlannedIOC, Repeater
 from orchestrator.spec.model import FleetSpec, IOCSpec
 
@@ -32,25 +33,34 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
 
     say("R16", "IOC containers use host networking: they share this host's ports and broadcasts exactly "
                "as processes do, so the rules below apply across containers.")
-    binds = _bind_addresses(chosen, iface, address, say)
-    ports = _ports(chosen, spec.network.base_port, len(expanded), say)
+    layout = "shared-port" if chosen == nameserver.STRATEGY else chosen  # a name server's IOCs share a port
+    binds = _bind_addresses(layout, iface, address, say)
+    ports = _ports(layout, spec.network.base_port, len(expanded), say)
     beacon = broadcast or address or "127.255.255.255"
-    client_list = _client_addr_list(chosen, address, broadcast, ports, say)
+    if chosen == nameserver.STRATEGY:
+        client_list = f"{address or '127.0.0.1'}:{nameserver.port_for(spec.network.base_port)}"
+    else:
+        client_list = _client_addr_list(chosen, address, broadcast, ports, say)
     say("R11", f"Beacons go only to {beacon} (EPICS_CAS_AUTO_BEACON_ADDR_LIST=NO): without it caproto "
                "adds 255.255.255.255 and rsrv every interface's broadcast.")
     _runtime_notes(expanded, chosen, iface, say)
     repeater = choose_repeater(snapshot, say)
 
     client_env = (("EPICS_CA_AUTO_ADDR_LIST", "NO"), ("EPICS_CA_ADDR_LIST", client_list))
-    if chosen != "distinct-ports":
+    if chosen not in ("distinct-ports", nameserver.STRATEGY):
         client_env += (("EPICS_CA_SERVER_PORT", str(spec.network.base_port)),)
     iocs = tuple(
-        _planned(ioc, name, prefix, ports[i], chosen, binds, beacon, client_env)
+        _planned(ioc, name, prefix, ports[i], layout, binds, beacon, client_env)
         for i, (ioc, name, prefix) in enumerate(expanded)
     )
+    name_server = None
+    if chosen == nameserver.STRATEGY:
+        name_server = nameserver.plan(spec.network.base_port, address, broadcast,
+                                      iface is not None and iface.loopback, iocs, say)
+        client_env = nameserver.client_env(name_server)
     return Plan(fleet=spec.name, strategy=chosen, interface=iface_name, address=address, broadcast=broadcast,
                 clients=clients, iocs=iocs, client_env=client_env, repeater=repeater,
-                decisions=tuple(decisions), ioc_uid=ioc_uid)
+                decisions=tuple(decisions), ioc_uid=ioc_uid, name_server=name_server)
 
 
 def expand_replicas(iocs: tuple[IOCSpec, ...]) -> list[tuple[IOCSpec, str, str]]:
@@ -108,6 +118,12 @@ def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: s
     if count == 1:
         say("R1", "Strategy single: one IOC owns its port, no sharing rules apply.")
         return "single"
+    if nameserver.auto_applies(count, clients, iface is not None and iface.loopback,
+                               iface is not None and bool(iface.broadcasts())):
+        say("R15", f"Strategy name-server: {count} IOCs and routed clients, which cannot broadcast to this host; "
+                   f"distinct ports would need {count} host:port entries in every client, a name server needs "
+                   f"one address (from {nameserver.AUTO_MIN_IOCS} IOCs on), and the IOCs share one port.")
+        return nameserver.STRATEGY
     if clients == "routed":
         say("R13", f"Strategy distinct-ports: {count} IOCs and routed clients, which cannot broadcast to this "
                    "host, so every IOC gets its own port and clients list host:port entries.")

@@ -124,6 +124,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             if repeater:
                 starting.add(REPEATER)
             _start_all(backend, plan, to_start, hashes, progress, repeater)
+            if _name_server(backend, plan, actual, progress):
+                starting.add(NAME_SERVER)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -218,7 +220,24 @@ def down(backend: Backend, fleet: str) -> list[Instance]:
     removed = backend.instances(fleet)
     for inst in sorted(removed, key=lambda i: i.role == "repeater"):
         backend.remove(inst)
+    _forget_names(fleet)
     return removed
+
+
+NAME_SERVER = "ca-nameserver"  # plan.nameserver.INSTANCE
+
+
+def _name_server(backend: Backend, plan, actual: list[Instance], progress) -> bool:
+    """Start or update the fleet's name server (strategy name-server, R15); True if one was started."""
+    from orchestrator.run import nameserver
+
+    return nameserver.ensure(backend, plan, actual, progress=progress)
+
+
+def _forget_names(fleet: str) -> None:
+    from orchestrator.run import nameserver
+
+    nameserver.forget(fleet)
 
 
 def find(backend: Backend, fleet: str, name: str) -> Instance:

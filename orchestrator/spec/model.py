@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 RUNTIMES = ("caproto", "softioc", "image")
 RESTART_POLICIES = ("no", "on-failure", "always")
-STRATEGIES = ("auto", "single", "shared-port", "distinct-ports")
+STRATEGIES = ("auto", "single", "shared-port", "distinct-ports", "name-server")
 CLIENT_PLACES = ("auto", "same-host", "subnet", "routed")
 PV_TYPES = ("float", "int", "str", "enum")
 SIMULATIONS = ("sine", "ramp", "noise", "counter")

@@ -46,7 +46,7 @@ def fleets(draw, interface_names) -> spec.FleetSpec:
                      "prefix": f"G:{i}:", "replicas": draw(st.integers(1, 3)), "pvs": pvs})
     network = {
         "interface": draw(st.sampled_from(["auto", *interface_names])),
-        "strategy": draw(st.sampled_from(["auto", "auto", "single", "shared-port", "distinct-ports"])),
+        "strategy": draw(st.sampled_from(["auto", "auto", "single", "shared-port", "distinct-ports", "name-server"])),
         "clients": draw(st.sampled_from(["auto", "same-host", "subnet", "routed"])),
         "base_port": draw(st.sampled_from([5064, 6000, 40000])),
     }
@@ -64,6 +64,8 @@ def predicted_reach(plan, snap) -> dict[str, float]:
                for s in rules.server_sockets(ioc.runtime, ioc.env_dict()["EPICS_CAS_INTF_ADDR_LIST"], ioc.udp_port,
                                              ioc.name, 10064, snap.interfaces)]
     sender = rules.LOCAL if plan.clients == "same-host" else plan.interface
+    if plan.name_server is not None:  # clients reach the name server; it reaches the IOCs from this host (R15)
+        return rules.reach(list(plan.name_server.search), sockets, snap.interfaces, rules.LOCAL)
     return rules.reach(conflicts.client_entries(plan), sockets, snap.interfaces, sender)
 
 

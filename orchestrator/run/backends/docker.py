@@ -212,6 +212,28 @@ class DockerBackend:
         container.reload()
         return self._instance(container)
 
+    @_engine_call
+    def start_name_server(self, fleet: str, ns, plan_hash: str, names_dir: str) -> Instance:
+        """The fleet's name server (R15): a caproto-image container, host network, names mounted read-only."""
+        from orchestrator.images.build import IOC_UID, build_images, container_hardening, image_tag
+        from orchestrator.plan.nameserver import INSTANCE
+        from orchestrator.run.nameserver import NAMES_FILE, ROLE, program_argv
+
+        build_images(["caproto"])  # a no-op when the image is there (a fleet of softioc IOCs only)
+        name = container_name(fleet, INSTANCE)
+        self._remove_named(name)
+        mount = "/run/iocfleet-names"
+        argv = program_argv("python3", f"{mount}/{NAMES_FILE}", ns, "/opt/iocfleet/iocfleet_ioc/nameserver.py")
+        container = self.client.containers.run(
+            image=image_tag("caproto"), entrypoint=argv, name=name, network_mode="host", detach=True, init=True,
+            volumes={names_dir: {"bind": mount, "mode": "ro"}},
+            labels={LABEL_FLEET: fleet, LABEL_IOC: INSTANCE, LABEL_PLAN: plan_hash, LABEL_ROLE: ROLE,
+                    LABEL_RUNTIME: "caproto"},
+            restart_policy={"Name": "always"}, **{**container_hardening("caproto"), "user": f"{IOC_UID}:{IOC_UID}"},
+        )
+        container.reload()
+        return self._instance(container)
+
     def _remove_named(self, name: str) -> None:
         try:
             self.client.containers.get(name).remove(force=True)

@@ -78,6 +78,14 @@ class ProcessBackend:
                            identity.REPEATER_PLAN, identity.repeater_argv(sys.executable),
                            identity.repeater_env(port), "always")
 
+    def start_name_server(self, fleet: str, ns, plan_hash: str, names_dir: str) -> Instance:
+        """The fleet's name server (R15) as a supervised process, restarted whenever it exits."""
+        from orchestrator.plan.nameserver import INSTANCE
+        from orchestrator.run.nameserver import NAMES_FILE, ROLE, program_argv
+
+        argv = program_argv(sys.executable, os.path.join(names_dir, NAMES_FILE), ns)
+        return self._spawn(fleet, INSTANCE, ROLE, "caproto", plan_hash, argv, {}, "always")
+
     def _spawn(self, fleet, name, role, runtime, plan_hash, argv, env, restart) -> Instance:
         directory = make_dir(fleet_dir(fleet, self._environ))
         state, log = directory / f"{name}.json", directory / f"{name}.log"
