@@ -6,7 +6,7 @@ from __future__ import annotations
 from hosts import LO, P2P, host, tcp_holder, udp_holder
 from orchestrator.hostmodel import HostSnapshot
 from orchestrator.plan import conflicts, multihost, nameserver, planner
-from orchestrator.spec import model as spec
+from orchestrator import spec
 
 
 def fleet(n=6, runtime="caproto", iocs=None, **network) -> spec.FleetSpec:
