@@ -63,3 +63,7 @@ class BackendUnavailable(IocfleetError):
 
 class ReadinessTimeout(IocfleetError):
     exit_code = EXIT_TIMEOUT
+
+
+class ReachIncomplete(ReadinessTimeout):
+    """Every PV answered once, but a client with the printed settings would not reach every IOC (R3)."""

@@ -20,7 +20,10 @@ class IPv4:
     address: str
     netmask: str
     prefixlen: int
-    broadcast: str | None
+    broadcast: str | None  # IFA_BROADCAST: None when the address was added without `brd`
+    peer: str | None = None  # the other end of a point-to-point address (`ip addr add A peer B`)
+    secondary: bool = False  # a further address in the subnet of an earlier one
+    label: str | None = None  # the address label (eth0:1), when the kernel has one
 
     @classmethod
     def from_cidr(cls, cidr: str, broadcast: bool = True) -> "IPv4":
@@ -44,6 +47,7 @@ class Interface:
     multicast: bool
     mtu: int
     ipv4: tuple[IPv4, ...] = ()
+    point_to_point: bool = False
 
     def broadcasts(self) -> tuple[str, ...]:
         """Broadcast addresses this interface can be reached at (loopback: its /8's top address)."""
