@@ -171,8 +171,11 @@ def destroy(lab_names: tuple[str, ...], root_veth: str | None) -> None:
 
 
 @contextlib.contextmanager
-def make_lab(peer_in_namespace: bool = False, tag: str = "") -> Iterator[Lab]:
-    """Create a lab (see module doc); yield it; always remove it."""
+def make_lab(peer_in_namespace: bool = False, tag: str = "", peer_brd: bool = True) -> Iterator[Lab]:
+    """Create a lab (see module doc); yield it; always remove it.
+
+    `peer_brd=False` adds the peer's address the common way, without `brd +` (no IFA_BROADCAST): the
+    kernel still routes the subnet broadcast, but nothing configured names it (issue 16)."""
     k = next(_counter)
     pid = os.getpid()
     base = f"iocf{tag}{pid}x{k}"
@@ -194,7 +197,8 @@ def make_lab(peer_in_namespace: bool = False, tag: str = "") -> Iterator[Lab]:
                 ip("link", "set", peer_veth, "netns", peer_ns)
             # The root-side address (and so the route) is added under the lock: the next lab sees it.
             peer = ["-n", peer_ns] if peer_ns else []
-            ip(*peer, "addr", "add", f"{peer_addr}/{net.prefixlen}", "brd", "+", "dev", peer_veth)
+            brd = ["brd", "+"] if peer_brd else []
+            ip(*peer, "addr", "add", f"{peer_addr}/{net.prefixlen}", *brd, "dev", peer_veth)
             ip(*peer, "link", "set", peer_veth, "up")
         ip("-n", ns, "addr", "add", f"{ns_addr}/{net.prefixlen}", "brd", "+", "dev", ns_veth)
         ip("-n", ns, "link", "set", ns_veth, "up")
@@ -292,4 +296,12 @@ def lab2() -> Iterator[Lab]:
     """An IOC namespace and a separate client namespace joined by a veth (nothing in the root namespace)."""
     _require_root()
     with make_lab(peer_in_namespace=True) as made:
+        yield made
+
+
+@pytest.fixture
+def lab_nobrd() -> Iterator[Lab]:
+    """Like `lab`, but the root-side (IOC host) address was added without `brd +`."""
+    _require_root()
+    with make_lab(peer_in_namespace=False, tag="nb", peer_brd=False) as made:
         yield made
