@@ -86,7 +86,22 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
-    return doctor.diagnose(obs)
+    return with_stale(doctor.diagnose(obs), fleet_view, snap)
+
+
+def with_stale(diagnosis, fleet_view, snap):
+    """Add `stale-fleet` when the running fleet's interface moved since `up` (run/netrecord)."""
+    if fleet_view is None or not any(i.state != "missing" for i in fleet_view.iocs):
+        return diagnosis
+    from dataclasses import replace as _replace
+
+    from orchestrator.run import netrecord
+
+    stale = netrecord.stale_findings(netrecord.read(netrecord.path_of(fleet_view.name)), snap)
+    if not stale:
+        return diagnosis
+    order = {"error": 0, "warning": 1, "info": 2}
+    return _replace(diagnosis, findings=tuple(sorted((*stale, *diagnosis.findings), key=lambda f: order[f.severity])))
 
 
 def doctor_auto_broadcasts() -> list[str]:

@@ -156,3 +156,41 @@ def test_full_reach_sweeps_again_before_calling_a_path_partial():
 
     paths = readiness.full_reach(p, wanted, dests, flaky)
     assert len(calls) == 2 and all(path.full for path in paths)
+
+
+def _record(**kw):
+    from orchestrator.run.netrecord import NetRecord
+
+    base = dict(fleet="e", interface="d0", address="198.18.251.1", broadcast="198.18.251.255",
+                client_addr_list="198.18.251.255")
+    return NetRecord(**{**base, **kw})
+
+
+def test_stale_fleet_when_the_address_the_fleet_binds_is_gone():
+    from orchestrator.run.netrecord import stale_findings
+
+    now = host(kernel_iface("198.18.250.1"))  # re-addressed: 198.18.251.1 is no longer there
+    [f] = stale_findings(_record(), now)
+    assert (f.code, f.severity) == ("stale-fleet", "error")
+    assert "address 198.18.251.1 of d0 is gone (now: 198.18.250.1)" in f.message and "iocfleet up" in f.fix
+
+
+def test_stale_fleet_when_the_interface_went_down_or_away_or_lost_its_broadcast():
+    from dataclasses import replace
+
+    from orchestrator.run.netrecord import stale_findings
+
+    iface = kernel_iface("198.18.251.1")
+    assert stale_findings(_record(), host(iface)) == []
+    assert "went down" in stale_findings(_record(), host(replace(iface, up=False)))[0].message
+    assert "is gone" in stale_findings(_record(interface="d9"), host(iface))[0].message
+    lost = replace(iface, ipv4=(replace(iface.ipv4[0], broadcast=None),))
+    assert "changed from 198.18.251.255 to none" in stale_findings(_record(), host(lost))[0].message
+    assert stale_findings(None, host(iface)) == []
+
+
+def test_a_loopback_fleet_is_not_stale_on_an_unchanged_host():
+    from orchestrator.run.netrecord import NetRecord, stale_findings
+
+    p = planner.plan(fleet(3), host(LO), interface="lo")
+    assert stale_findings(NetRecord.of(p), host(LO)) == []
