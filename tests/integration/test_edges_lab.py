@@ -98,3 +98,49 @@ def test_broadcast_path_passes_readiness_at_full_reach(tmp_path, state, teardown
     values = pyepics_read([i["prefix"] + "V" for i in iocs], result["client_env"],
                           argv_prefix=["ip", "netns", "exec", lab.ns])
     assert values == {"BCP:0:V": 0.0, "BCP:1:V": 1.0, "BCP:2:V": 2.0}
+
+
+def _status(fleet, state):
+    return iocfleet_json("status", fleet, "--backend", "process", state=state)
+
+
+def test_readdressing_or_a_down_interface_makes_the_running_fleet_stale_until_up_again(tmp_path, state, teardown,
+                                                                                        lab):
+    from labnet import ip
+
+    fleet = "movedfleet"
+    iocs = three_iocs("MOV:")
+    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=27900, interface=lab.peer_veth)
+    teardown.append((fleet, "process"))
+    first = iocfleet_json("up", str(path), "--backend", "process", state=state)
+    assert _status(fleet, state)["findings"] == []
+
+    # a DHCP renew / re-addressing: the address the IOCs bind goes away, another takes its place
+    new_addr = lab.peer_addr.rsplit(".", 1)[0] + ".77"
+    ip("addr", "del", f"{lab.peer_addr}/{lab.prefixlen}", "dev", lab.peer_veth)
+    ip("addr", "add", f"{new_addr}/{lab.prefixlen}", "brd", "+", "dev", lab.peer_veth)
+    [stale] = _status(fleet, state)["findings"]
+    assert (stale["code"], stale["severity"]) == ("stale-fleet", "error")
+    assert f"address {lab.peer_addr} of {lab.peer_veth} is gone (now: {new_addr})" in stale["message"]
+    assert "iocfleet up" in stale["fix"]
+    text = iocfleet("status", fleet, "--backend", "process", state=state).stdout
+    assert "error: stale-fleet" in text
+    doctor = iocfleet("doctor", "--fleet", str(path), "--backend", "process", "--json", state=state)
+    assert doctor.returncode == 1, doctor.stderr
+    assert "stale-fleet" in {f["code"] for f in json.loads(doctor.stdout)["findings"]}
+
+    again = iocfleet_json("up", str(path), "--backend", "process", state=state)
+    assert set(again["diff"]["replace"]) == {"n0", "n1", "n2"} and again["ready"]
+    assert _status(fleet, state)["findings"] == []
+    values = pyepics_read([i["prefix"] + "V" for i in iocs], again["client_env"],
+                          argv_prefix=["ip", "netns", "exec", lab.ns])
+    assert values == {"MOV:0:V": 0.0, "MOV:1:V": 1.0, "MOV:2:V": 2.0}
+    assert first["client_env"] == again["client_env"]  # same subnet: the broadcast did not change
+
+    # the interface goes down while the fleet runs
+    ip("link", "set", lab.peer_veth, "down")
+    try:
+        [down] = _status(fleet, state)["findings"]
+        assert down["code"] == "stale-fleet" and f"interface {lab.peer_veth} went down" in down["message"]
+    finally:
+        ip("link", "set", lab.peer_veth, "up")
