@@ -68,7 +68,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
             notes.append("EPICS_CA_AUTO_ADDR_LIST is not NO, but interface broadcasts were NOT probed "
                          "(pass --probe-auto to send searches there)")
     destinations = list(dict.fromkeys(destinations))
-    result = None
+    result = fixed_result = None
     if names:
         if not destinations:
             if not settings.entries and not settings.auto_addr_list:
@@ -77,7 +77,13 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
                                  "set EPICS_CA_ADDR_LIST, or pass --addr-list \"ADDRESS ...\"")
             notes.append("nothing was searched: no address to probe")
         else:
-            result = search(names, destinations, options.repeat, options.timeout, socket_factory)
+            from concurrent.futures import ThreadPoolExecutor as _Pool
+
+            with _Pool(max_workers=2) as pool:  # fresh-port and fixed-port rounds in flight together
+                fresh = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory)
+                fixed = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory,
+                                    True)
+                result, fixed_result = fresh.result(), fixed.result()
     else:
         notes.append("no names to search: give --names PV ... or --fleet FILE for a live probe")
     tcp_ports = {r.tcp_port for r in result.replies} if result else set()
@@ -85,7 +91,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     snap = host.snapshot(extra_ports=ports)
     processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
-                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
+                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), fixed_result)
     return with_stale(doctor.diagnose(obs), fleet_view, snap)
 
 
@@ -111,15 +117,18 @@ def doctor_auto_broadcasts() -> list[str]:
     return auto_broadcasts(HostSnapshot(host.interfaces(), None))
 
 
-def search(names, destinations, rounds: int, timeout: float, socket_factory) -> probe.ProbeResult:
-    """probe.search in batches of MAX_NAMES names, all batches in flight at once; one merged result."""
+def search(names, destinations, rounds: int, timeout: float, socket_factory,
+           fixed_port: bool = False) -> probe.ProbeResult:
+    """probe.search in batches of MAX_NAMES names, all batches in flight at once; one merged result.
+    `fixed_port`: each batch sends all its rounds from one socket (one client's source port)."""
     if len(destinations) > probe.MAX_DESTINATIONS:
         raise UsageError(f"{len(destinations)} addresses to search", "EPICS_CA_ADDR_LIST",
                          f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
     batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
     with ThreadPoolExecutor(max_workers=len(batches)) as pool:
         parts = list(pool.map(lambda b: probe.search(b, destinations, rounds=rounds, timeout=timeout,
-                                                     socket_factory=socket_factory), batches))
+                                                     socket_factory=socket_factory, fixed_port=fixed_port),
+                              batches))
     return probe.ProbeResult(tuple(names), tuple(destinations), rounds,
                              tuple(r for p in parts for r in p.replies),
                              tuple(e for p in parts for e in p.errors),
