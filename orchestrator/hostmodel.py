@@ -59,6 +59,18 @@ class Interface:
                 out.append(str(a.network().broadcast_address))
         return tuple(out)
 
+    def routed_broadcasts(self) -> tuple[str, ...]:
+        """Addresses the kernel delivers as broadcast here: besides every configured broadcast, the top
+        address of the subnet of each address shorter than /31, which the kernel puts in its local table
+        (`broadcast A.B.C.255`) with or without `brd` (measured, docs/rules.md R4)."""
+        out = list(self.broadcasts())
+        for a in self.ipv4:
+            if a.prefixlen < 31 and a.peer is None:
+                top = str(a.network().broadcast_address)
+                if top not in out:
+                    out.append(top)
+        return tuple(out)
+
     def addresses(self) -> tuple[str, ...]:
         return tuple(a.address for a in self.ipv4)
 

@@ -194,3 +194,24 @@ def test_a_loopback_fleet_is_not_stale_on_an_unchanged_host():
 
     p = planner.plan(fleet(3), host(LO), interface="lo")
     assert stale_findings(NetRecord.of(p), host(LO)) == []
+
+
+def test_the_kernel_routes_the_subnet_top_address_as_broadcast_with_or_without_brd():
+    from orchestrator.ca import rules
+
+    iface = kernel_iface()
+    assert iface.broadcasts() == ("198.18.251.255",)  # only the one configured with brd
+    assert iface.routed_broadcasts() == ("198.18.251.255", "198.18.250.255")  # not the /31, not the peer
+    sockets = [s for o in "abc" for s in rules.server_sockets("caproto", "0.0.0.0", 5064, o, interfaces=[iface])]
+    to_top = rules.predict(sockets, rules.Datagram("198.18.250.255", 5064), [iface])
+    assert (to_top.kind, to_top.receivers) == ("all", ("a", "b", "c"))
+    to_ip = rules.predict(sockets, rules.Datagram("198.18.250.1", 5064), [iface])
+    assert to_ip.kind == "one-of"
+
+
+def test_rsrv_given_a_no_brd_address_holds_two_sockets_on_it():
+    from orchestrator.ca import rules
+
+    iface = kernel_iface("198.18.250.1")
+    socks = rules.server_sockets("softioc", "198.18.250.1", 5064, "s", interfaces=[iface])
+    assert [s.bind for s in socks] == ["198.18.250.1", "198.18.250.1"]
