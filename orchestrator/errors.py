@@ -79,6 +79,10 @@ class ReadinessTimeout(IocfleetError):
     exit_code = EXIT_TIMEOUT
 
 
+class ReachIncomplete(ReadinessTimeout):
+    """Every PV answered once, but a client with the printed settings would not reach every IOC (R3)."""
+
+
 def report(exc: IocfleetError, stream) -> int:
     """Write `exc` to `stream` as a user sees it (`exc.lines()`); return its exit code. For the module
     entry points (`python -m orchestrator.doctor`, `python -m orchestrator.ca.probe`); the CLI echoes the

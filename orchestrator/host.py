@@ -40,30 +40,77 @@ def network_snapshot() -> HostSnapshot:
 
 
 def interfaces() -> tuple[Interface, ...]:
-    """Every interface with its flags, MTU and IPv4 addresses, in the kernel's order."""
+    """Every interface with its flags, MTU and IPv4 addresses, in the kernel's order.
+
+    Addresses and broadcasts come from the kernel (`ip -j addr`, netlink underneath): an address without
+    IFA_BROADCAST has no broadcast, and a point-to-point address has a peer instead. netifaces reports
+    the address itself (or the peer) as "broadcast" then, so it is only the fallback when `ip` is missing.
+    """
     import netifaces
     import psutil
 
     stats = psutil.net_if_stats()
+    kernel = kernel_addresses()
+    names = list(kernel) if kernel is not None else netifaces.interfaces()
     result = []
-    for name in netifaces.interfaces():
+    for name in names:
         st = stats.get(name)
         flags = set((getattr(st, "flags", "") or "").split(",")) if st else set()
-        addrs = netifaces.ifaddresses(name).get(netifaces.AF_INET, [])
-        ipv4 = tuple(_ipv4(a) for a in addrs if a.get("addr"))
+        if kernel is not None:
+            ipv4, kflags = kernel[name]
+            flags |= {f.lower() for f in kflags}
+        else:
+            addrs = netifaces.ifaddresses(name).get(netifaces.AF_INET, [])
+            ipv4 = tuple(_ipv4(a) for a in addrs if a.get("addr"))
         loopback = "loopback" in flags or name == "lo" or any(a.address.startswith("127.") for a in ipv4)
         result.append(
             Interface(
                 name=name,
-                up=bool(st and st.isup),
+                up=bool(st and st.isup) if st else "up" in flags,
                 loopback=loopback,
                 broadcast_capable="broadcast" in flags or any(a.broadcast for a in ipv4),
                 multicast="multicast" in flags,
                 mtu=int(st.mtu) if st else 0,
                 ipv4=ipv4,
+                point_to_point="pointopoint" in flags or any(a.peer for a in ipv4),
             )
         )
     return tuple(result)
+
+
+def kernel_addresses(ip_json: str | None = None) -> dict[str, tuple[tuple[IPv4, ...], tuple[str, ...]]] | None:
+    """{interface: (IPv4 addresses, link flags)} from `ip -j addr show` (or the JSON given); None if `ip`
+    cannot run. Kernel order is kept: the primary address of each subnet first, then secondaries."""
+    import json
+    import subprocess
+
+    if ip_json is None:
+        try:
+            ip_json = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=10,
+                                     check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    try:
+        links = json.loads(ip_json)
+    except ValueError:
+        return None
+    out = {}
+    for link in links:
+        addrs = tuple(address_from_kernel(a) for a in link.get("addr_info", ())
+                      if a.get("family") == "inet" and a.get("local"))
+        out[link["ifname"]] = (addrs, tuple(link.get("flags", ())))
+    return out
+
+
+def address_from_kernel(info: dict) -> IPv4:
+    """One `addr_info` entry of `ip -j addr`: broadcast only when the kernel has one (IFA_BROADCAST)."""
+    import ipaddress
+
+    net = ipaddress.IPv4Network(f"{info['local']}/{info.get('prefixlen', 32)}", strict=False)
+    peer = info.get("address") if info.get("address") not in (None, info["local"]) else None
+    return IPv4(address=info["local"], netmask=str(net.netmask), prefixlen=net.prefixlen,
+                broadcast=info.get("broadcast"), peer=peer, secondary=bool(info.get("secondary")),
+                label=info.get("label") or None)
 
 
 def _ipv4(entry: dict) -> IPv4:
@@ -73,8 +120,9 @@ def _ipv4(entry: dict) -> IPv4:
     netmask = entry.get("netmask") or "255.255.255.255"
     net = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
     broadcast = entry.get("broadcast")
-    # netifaces reports the peer of point-to-point links and nothing useful for /32 as "broadcast".
-    if broadcast and ipaddress.IPv4Address(broadcast) not in net:
+    # netifaces reports the peer of point-to-point links, and the address itself when no broadcast is
+    # configured (ip addr add without brd), as "broadcast".
+    if broadcast and (ipaddress.IPv4Address(broadcast) not in net or broadcast == address or net.prefixlen >= 31):
         broadcast = None
     return IPv4(address=address, netmask=str(net.netmask), prefixlen=net.prefixlen, broadcast=broadcast)
 

@@ -20,7 +20,10 @@ class IPv4:
     address: str
     netmask: str
     prefixlen: int
-    broadcast: str | None
+    broadcast: str | None  # IFA_BROADCAST: None when the address was added without `brd`
+    peer: str | None = None  # the other end of a point-to-point address (`ip addr add A peer B`)
+    secondary: bool = False  # a further address in the subnet of an earlier one
+    label: str | None = None  # the address label (eth0:1), when the kernel has one
 
     @classmethod
     def from_cidr(cls, cidr: str, broadcast: bool = True) -> "IPv4":
@@ -44,6 +47,7 @@ class Interface:
     multicast: bool
     mtu: int
     ipv4: tuple[IPv4, ...] = ()
+    point_to_point: bool = False
 
     def broadcasts(self) -> tuple[str, ...]:
         """Broadcast addresses this interface can be reached at (loopback: its /8's top address)."""
@@ -53,6 +57,18 @@ class Interface:
                 out.append(a.broadcast)
             elif self.loopback:
                 out.append(str(a.network().broadcast_address))
+        return tuple(out)
+
+    def routed_broadcasts(self) -> tuple[str, ...]:
+        """Addresses the kernel delivers as broadcast here: besides every configured broadcast, the top
+        address of the subnet of each address shorter than /31, which the kernel puts in its local table
+        (`broadcast A.B.C.255`) with or without `brd` (measured, docs/rules.md R4)."""
+        out = list(self.broadcasts())
+        for a in self.ipv4:
+            if a.prefixlen < 31 and a.peer is None:
+                top = str(a.network().broadcast_address)
+                if top not in out:
+                    out.append(top)
         return tuple(out)
 
     def addresses(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from labnet import lab, lab2  # noqa: F401  (network-namespace fixtures, tests/labnet.py)
+from labnet import lab, lab2, lab_nobrd  # noqa: F401  (network-namespace fixtures, tests/labnet.py)
 
 SAFE_CA_ENV = {
     "EPICS_CA_AUTO_ADDR_LIST": "NO",

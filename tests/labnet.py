@@ -87,6 +87,7 @@ class Lab:
     peer_addr: str
     prefixlen: int
     broadcast: str
+    ns_brd: bool = True  # False: the IOC-side address was added without `brd` (no IFA_BROADCAST)
 
     @property
     def subnet(self) -> str:
@@ -104,7 +105,7 @@ class Lab:
         """The IOC namespace's interfaces as hostmodel data (what `host.py` would report in there)."""
         lo = Interface("lo", True, True, False, False, 65536, (IPv4.from_cidr("127.0.0.1/8", broadcast=False),))
         veth = Interface(self.ns_veth, True, False, True, True, 1500,
-                         (IPv4.from_cidr(f"{self.ns_addr}/{self.prefixlen}"),))
+                         (IPv4.from_cidr(f"{self.ns_addr}/{self.prefixlen}", broadcast=self.ns_brd),))
         return (lo, veth)
 
     def call(self, where: str, fn: Callable[[], T]) -> T:
@@ -171,8 +172,12 @@ def destroy(lab_names: tuple[str, ...], root_veth: str | None) -> None:
 
 
 @contextlib.contextmanager
-def make_lab(peer_in_namespace: bool = False, tag: str = "") -> Iterator[Lab]:
-    """Create a lab (see module doc); yield it; always remove it."""
+def make_lab(peer_in_namespace: bool = False, tag: str = "", peer_brd: bool = True,
+             ns_brd: bool = True) -> Iterator[Lab]:
+    """Create a lab (see module doc); yield it; always remove it.
+
+    `peer_brd=False` adds the peer's address the common way, without `brd +` (no IFA_BROADCAST): the
+    kernel still routes the subnet broadcast, but nothing configured names it (issue 16)."""
     k = next(_counter)
     pid = os.getpid()
     base = f"iocf{tag}{pid}x{k}"
@@ -194,15 +199,16 @@ def make_lab(peer_in_namespace: bool = False, tag: str = "") -> Iterator[Lab]:
                 ip("link", "set", peer_veth, "netns", peer_ns)
             # The root-side address (and so the route) is added under the lock: the next lab sees it.
             peer = ["-n", peer_ns] if peer_ns else []
-            ip(*peer, "addr", "add", f"{peer_addr}/{net.prefixlen}", "brd", "+", "dev", peer_veth)
+            brd = ["brd", "+"] if peer_brd else []
+            ip(*peer, "addr", "add", f"{peer_addr}/{net.prefixlen}", *brd, "dev", peer_veth)
             ip(*peer, "link", "set", peer_veth, "up")
-        ip("-n", ns, "addr", "add", f"{ns_addr}/{net.prefixlen}", "brd", "+", "dev", ns_veth)
+        ip("-n", ns, "addr", "add", f"{ns_addr}/{net.prefixlen}", *(["brd", "+"] if ns_brd else []), "dev", ns_veth)
         ip("-n", ns, "link", "set", ns_veth, "up")
         ip("-n", ns, "link", "set", "lo", "up")
         if peer_ns:
             ip("-n", peer_ns, "link", "set", "lo", "up")
         yield Lab(ns, ns_veth, ns_addr, peer_ns, peer_veth, peer_addr, net.prefixlen,
-                  str(net.broadcast_address))
+                  str(net.broadcast_address), ns_brd)
     finally:
         destroy(tuple(n for n in (ns, peer_ns) if n), created_root_veth)
 
@@ -292,4 +298,12 @@ def lab2() -> Iterator[Lab]:
     """An IOC namespace and a separate client namespace joined by a veth (nothing in the root namespace)."""
     _require_root()
     with make_lab(peer_in_namespace=True) as made:
+        yield made
+
+
+@pytest.fixture
+def lab_nobrd() -> Iterator[Lab]:
+    """Like `lab`, but the root-side (IOC host) address was added without `brd +`."""
+    _require_root()
+    with make_lab(peer_in_namespace=False, tag="nb", peer_brd=False) as made:
         yield made

@@ -143,8 +143,12 @@ def search(
     socket_factory: Callable[[], socket.socket] = udp_socket,
     clock: Callable[[], float] = time.monotonic,
     until_found: bool = False,
+    fixed_port: bool = False,
 ) -> ProbeResult:
     """Search `names` at every destination, `rounds` times each from a fresh source port; collect replies.
+
+    `fixed_port`: send every round from ONE socket instead, as libca and caproto clients search: behind
+    a unicast address where IOCs share a port, all rounds then reach the same IOC (R3).
 
     Waits `timeout` seconds after sending for replies (all rounds share the window) and returns them
     all, including duplicates: a server answering twice (R14) shows up twice. `until_found` ends the
@@ -165,12 +169,13 @@ def search(
     sel = selectors.DefaultSelector()
     try:
         for r in range(rounds):
-            sock = socket_factory()
-            socks.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            sock.bind(("0.0.0.0", 0))
-            sock.setblocking(False)
-            sel.register(sock, selectors.EVENT_READ, r)
+            if not fixed_port or not socks:
+                sock = socket_factory()
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                sock.bind(("0.0.0.0", 0))
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ, None if fixed_port else r)
             for d, dest in enumerate(destinations):
                 try:
                     sock.sendto(search_datagram(names, r, d), dest)
@@ -189,7 +194,8 @@ def search(
                         break
                     for cid, port, ip in parse_responses(data, sender):
                         round_, d, n = decode_cid(cid)
-                        if round_ != key.data or d >= len(destinations) or n >= len(names):
+                        if (key.data is not None and round_ != key.data) or round_ >= rounds \
+                                or d >= len(destinations) or n >= len(names):
                             continue  # not ours (stale or foreign cid)
                         replies.append(Reply(names[n], destinations[d], round_, (sender[0], sender[1]), port, ip))
                         if unanswered is not None:
@@ -213,20 +219,23 @@ def search_batched(
     socket_factory: Callable[[], socket.socket] = udp_socket,
     until_found: bool = False,
     parallel: int | None = None,
+    fixed_port: bool = False,
 ) -> ProbeResult:
     """`search` for any number of names: batches of MAX_NAMES names, in flight at once (at most `parallel`
-    batches; default all), merged into one result. What readiness and the doctor both search with."""
+    batches; default all), merged into one result. What readiness and the doctor both search with.
+    `fixed_port`: each batch sends all its rounds from one socket (one client's source port)."""
     from concurrent.futures import ThreadPoolExecutor
 
     names = tuple(names)
     batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
     if len(batches) <= 1:
         return search(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory,
-                      until_found=until_found)
+                      until_found=until_found, fixed_port=fixed_port)
     workers = len(batches) if parallel is None else max(1, min(parallel, len(batches)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda batch: search(batch, destinations, rounds=rounds, timeout=timeout,
-                                                   socket_factory=socket_factory, until_found=until_found), batches))
+                                                   socket_factory=socket_factory, until_found=until_found,
+                                                   fixed_port=fixed_port), batches))
     return ProbeResult(names, parts[0].destinations, rounds, tuple(r for p in parts for r in p.replies),
                        tuple(e for p in parts for e in p.errors), max(p.elapsed for p in parts),
                        any(p.truncated for p in parts))

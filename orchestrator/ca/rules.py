@@ -215,7 +215,7 @@ def _is_loopback(addr: str) -> bool:
 def classify(dst: str, sender: str, interfaces: Sequence[Interface]) -> str:
     """How the host sees `dst` from `sender`: "broadcast", "unicast" or "elsewhere" (not this host)."""
     if sender == LOCAL:
-        if dst == LIMITED_BROADCAST or any(dst in i.broadcasts() for i in interfaces):
+        if dst == LIMITED_BROADCAST or any(dst in i.routed_broadcasts() for i in interfaces):
             return "broadcast"
         if _is_loopback(dst) or any(dst in i.addresses() for i in interfaces):
             return "unicast"
@@ -223,7 +223,7 @@ def classify(dst: str, sender: str, interfaces: Sequence[Interface]) -> str:
     iface = next((i for i in interfaces if i.name == sender), None)
     if iface is None or not iface.up or _is_loopback(dst):
         return "elsewhere"  # a remote client's 127.x is its own host (R7)
-    if dst == LIMITED_BROADCAST or dst in iface.broadcasts():
+    if dst == LIMITED_BROADCAST or dst in iface.routed_broadcasts():
         return "broadcast"
     if any(dst in i.addresses() for i in interfaces if not i.loopback):
         return "unicast"
@@ -288,7 +288,7 @@ def predict(sockets: Sequence[Socket], datagram: Datagram, interfaces: Sequence[
 
 
 def _is_broadcast_bind(addr: str, interfaces: Sequence[Interface]) -> bool:
-    return addr == LIMITED_BROADCAST or any(addr in i.broadcasts() for i in interfaces)
+    return addr == LIMITED_BROADCAST or any(addr in i.routed_broadcasts() for i in interfaces)
 
 
 def reach(

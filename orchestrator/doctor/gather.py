@@ -71,7 +71,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
             notes.append("EPICS_CA_AUTO_ADDR_LIST is not NO, but interface broadcasts were NOT probed "
                          "(pass --probe-auto to send searches there)")
     destinations = list(dict.fromkeys(destinations))
-    result = None
+    result = fixed_result = None
     if names:
         if not destinations:
             if not settings.entries and not settings.auto_addr_list:
@@ -80,7 +80,13 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
                                  "set EPICS_CA_ADDR_LIST, or pass --addr-list \"ADDRESS ...\"")
             notes.append("nothing was searched: no address to probe")
         else:
-            result = search(names, destinations, options.repeat, options.timeout, socket_factory)
+            from concurrent.futures import ThreadPoolExecutor as _Pool
+
+            with _Pool(max_workers=2) as pool:  # fresh-port and fixed-port rounds in flight together
+                fresh = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory)
+                fixed = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory,
+                                    True)
+                result, fixed_result = fresh.result(), fixed.result()
     else:
         notes.append("no names to search: give --names PV ... or --fleet FILE for a live probe")
     tcp_ports = {r.tcp_port for r in result.replies} if result else set()
@@ -88,16 +94,34 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     snap = host.snapshot(extra_ports=ports, network=network)
     processes = tuple(_process(pid) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
-                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
-    return doctor.diagnose(obs)
+                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), fixed_result)
+    return with_stale(doctor.diagnose(obs), fleet_view, snap)
 
 
-def search(names, destinations, rounds: int, timeout: float, socket_factory) -> probe.ProbeResult:
-    """probe.search_batched: batches of MAX_NAMES names, all in flight at once; one merged result."""
+def with_stale(diagnosis, fleet_view, snap):
+    """Add `stale-fleet` when the running fleet's interface moved since `up` (run/netrecord)."""
+    if fleet_view is None or not any(i.state != "missing" for i in fleet_view.iocs):
+        return diagnosis
+    from dataclasses import replace as _replace
+
+    from orchestrator.run import netrecord
+
+    stale = netrecord.stale_findings(netrecord.read(netrecord.path_of(fleet_view.name)), snap)
+    if not stale:
+        return diagnosis
+    order = {"error": 0, "warning": 1, "info": 2}
+    return _replace(diagnosis, findings=tuple(sorted((*stale, *diagnosis.findings), key=lambda f: order[f.severity])))
+
+
+def search(names, destinations, rounds: int, timeout: float, socket_factory,
+           fixed_port: bool = False) -> probe.ProbeResult:
+    """probe.search_batched: batches of MAX_NAMES names, all in flight at once; one merged result.
+    `fixed_port`: each batch sends all its rounds from one socket (one client's source port)."""
     if len(destinations) > probe.MAX_DESTINATIONS:
         raise UsageError(f"{len(destinations)} addresses to search", "EPICS_CA_ADDR_LIST",
                          f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
-    return probe.search_batched(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory)
+    return probe.search_batched(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory,
+                                fixed_port=fixed_port)
 
 
 def resolve(settings: caenv.ClientSettings, hosts_file: Path = Path("/etc/hosts")) -> tuple[list, list]:

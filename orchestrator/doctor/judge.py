@@ -66,8 +66,13 @@ def diagnose(obs: Observation) -> Diagnosis:
     notes = list(obs.notes)
     if obs.probe is not None:
         servers, index = _index(obs, procs)
+        fixed_index = None
+        if obs.fixed_probe is not None:
+            fixed_servers, fixed_index = _index(obs, procs, obs.fixed_probe)
+            for key, srv in fixed_servers.items():
+                servers.setdefault(key, srv)
         names_of: dict[str, set[str]] = defaultdict(set)
-        for (dest, name), by_server in index.items():
+        for (dest, name), by_server in (*index.items(), *(fixed_index or {}).items()):
             for key in by_server:
                 names_of[key].add(name)
         for ioc in (obs.fleet.iocs if obs.fleet else ()):
@@ -75,7 +80,7 @@ def diagnose(obs: Observation) -> Diagnosis:
                 if srv.label == ioc.name:
                     names_of[key] |= set(ioc.pvs) & set(obs.probe.names)
         for dest in obs.destinations:
-            paths.append(_path(dest, obs, servers, index, names_of))
+            paths.append(_path(dest, obs, servers, index, names_of, fixed_index))
         findings += _path_findings(obs, paths, servers, index, names_of)
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
@@ -86,9 +91,10 @@ def diagnose(obs: Observation) -> Diagnosis:
                      + " (run as root or as their user to check their beacon settings)")
     probe_summary = ({"names": len(obs.probe.names), "rounds": obs.probe.rounds,
                       "destinations": [list(d) for d in obs.destinations], "replies": len(obs.probe.replies),
-                      "elapsed": round(obs.probe.elapsed, 3), "errors": list(obs.probe.errors)}
+                      "elapsed": round(obs.probe.elapsed, 3), "errors": list(obs.probe.errors),
+                      "fixed_port": obs.fixed_probe is not None}
                      if obs.probe else {"names": 0, "rounds": 0, "destinations": [], "replies": 0,
-                                        "elapsed": 0.0, "errors": []})
+                                        "elapsed": 0.0, "errors": [], "fixed_port": False})
     holders = tuple({"proto": h.proto, "port": h.port, "address": h.address, "pid": h.pid, "process": h.process,
                      "label": procs[h.pid].label if h.pid in procs else h.process, "uid": h.uid,
                      "container": h.container, "reuse_ok": h.reuse_ok} for h in obs.snapshot.ca_ports)
@@ -105,11 +111,12 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def _index(obs: Observation, procs) -> tuple[dict[str, Server], dict]:
-    """servers by key, and {(destination, name): {server key: set of rounds answered}}."""
+def _index(obs: Observation, procs, result=None) -> tuple[dict[str, Server], dict]:
+    """servers by key, and {(destination, name): {server key: set of rounds answered}} (of obs.probe or
+    `result`)."""
     servers: dict[str, Server] = {}
     index: dict[tuple[Address, str], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for r in obs.probe.replies:
+    for r in (result or obs.probe).replies:
         srv = identify(r, obs, procs)
         servers.setdefault(srv.key, srv)
         index[(r.destination, r.name)][srv.key].add(r.round)
@@ -129,7 +136,8 @@ def model_sockets(port: int, obs: Observation, procs: dict[int, Process]) -> lis
                          reuse=h.reuse_ok is not False, uid=h.uid or 0) for h in holders]
 
 
-def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, names_of) -> PathReport:
+def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, names_of,
+          fixed_index=None) -> PathReport:
     procs = {p.pid: p for p in obs.processes}
     kind = _kind(dest[0], obs.snapshot)
     prediction = None
@@ -148,8 +156,12 @@ def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, na
         if prediction is not None and srv.pid is not None:
             share = prediction.share(str(srv.pid))
             checks.append(_agrees(counts, rounds, share))
+        fixed = None
+        if fixed_index is not None:
+            fixed_counts = [len(fixed_index.get((dest, n), {}).get(key, ())) for n in names]
+            fixed = float(np.mean(fixed_counts) / obs.fixed_probe.rounds)
         iocs.append(IOCReach(srv.label, srv.pid, srv.container, reach, f"{srv.tcp[0]}:{srv.tcp[1]}", share,
-                             len(names)))
+                             len(names), fixed))
     duplicates = []
     for name in obs.probe.names:
         keys = sorted(index.get((dest, name), {}))
@@ -165,7 +177,8 @@ def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, na
         matches = True  # nobody here should hear it, and nobody here answered
     else:
         matches = None  # remote, or the predicted receivers serve none of the searched names
-    return PathReport(dest[0], dest[1], kind, tuple(iocs), tuple(duplicates), prediction, matches, replies)
+    stuck = None if fixed_index is None else tuple(i.name for i in iocs if i.fixed_reach)
+    return PathReport(dest[0], dest[1], kind, tuple(iocs), tuple(duplicates), prediction, matches, replies, stuck)
 
 
 def _agrees(counts: np.ndarray, rounds: int, share: float) -> bool:
@@ -241,6 +254,11 @@ def _unicast_finding(obs, p: PathReport, words: str, sharing: int, measured, pro
     reach_text = ", ".join(f"{i.reach:.2f}" for i in measured)
     msg = (f"{words} is the unicast address of {where}, where {sharing} {what} share UDP {p.port}; each search "
            f"reaches one of them" + (f" (measured {reach_text})" if reach_text else ""))
+    if p.fixed_port_iocs is not None:
+        fixed_text = ", ".join(f"{i.fixed_reach:.2f}" for i in measured if i.fixed_reach is not None)
+        msg += (f"; a client searching from one fixed source port (libca, caproto) is stuck with "
+                f"{', '.join(p.fixed_port_iocs) or 'none of them'}" + (f" (fixed-port reach {fixed_text})"
+                                                                       if fixed_text else ""))
     bcast = broadcast_for(p.address, obs.snapshot)
     fleet = f"`iocfleet up {obs.fleet.source or obs.fleet.name} --strategy distinct-ports`" if obs.fleet else \
         "`--strategy distinct-ports` (each IOC on its own port, listed as host:port)"
@@ -351,7 +369,8 @@ def text(d: Diagnosis) -> str:
            f"EPICS_CA_AUTO_ADDR_LIST={'YES' if c.auto_addr_list else 'NO'}  server port {c.server_port}"]
     if d.probe["names"]:
         out.append(f"probe: {d.probe['names']} name(s) x {d.probe['rounds']} round(s) from fresh source ports, "
-                   f"{d.probe['replies']} replies in {d.probe['elapsed']:.2f} s")
+                   f"{d.probe['replies']} replies in {d.probe['elapsed']:.2f} s"
+                   + ("; the same rounds again from one fixed source port" if d.probe.get("fixed_port") else ""))
     for line in d.probe["errors"]:
         out.append(f"  send error: {line}")
     for p in d.paths:
@@ -359,9 +378,12 @@ def text(d: Diagnosis) -> str:
         verdict = {True: "matches", False: "DIFFERS", None: "-"}[p.matches_prediction]
         out += ["", f"path {p.address}:{p.port} ({p.kind}); prediction: {pred}; measurement {verdict}"]
         rows = [(i.name, i.pid or "-", (i.container or "-")[:12], i.server, f"{i.reach:.2f}",
+                 "-" if i.fixed_reach is None else f"{i.fixed_reach:.2f}",
                  "-" if i.predicted is None else f"{i.predicted:.2f}") for i in p.iocs]
+        if p.fixed_port_iocs is not None:
+            out.append(f"  a client on one fixed source port reaches: {', '.join(p.fixed_port_iocs) or 'nobody'}")
         if rows:
-            head = ("IOC", "PID", "CONTAINER", "SERVER", "REACH", "PREDICTED")
+            head = ("IOC", "PID", "CONTAINER", "SERVER", "REACH", "FIXED-PORT REACH", "PREDICTED")
             widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
             out += ["  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows]]
         else:

@@ -63,6 +63,7 @@ class Observation:
     probe_auto: bool = False
     unresolved: tuple[str, ...] = ()  # host names in the list the doctor could not resolve
     notes: tuple[str, ...] = ()
+    fixed_probe: ProbeResult | None = None  # the same search, every round from ONE source port (as clients do)
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,13 @@ class IOCReach:
     server: str  # ip:tcp_port a client would connect to
     predicted: float | None  # rules.predict's share for this IOC; None: not modelled (remote)
     names: int  # how many of the searched names it serves
+    fixed_reach: float | None = None  # the same from one fixed source port; None: not measured
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pid": self.pid, "container": self.container, "reach": round(self.reach, 4),
                 "server": self.server, "predicted": None if self.predicted is None else round(self.predicted, 4),
-                "names": self.names}
+                "names": self.names,
+                "fixed_reach": None if self.fixed_reach is None else round(self.fixed_reach, 4)}
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,14 @@ class PathReport:
     predicted: rules.Prediction | None
     matches_prediction: bool | None  # None: nothing to compare (remote, or nothing searched)
     replies: int = 0
+    fixed_port_iocs: tuple[str, ...] | None = None  # who a client on one fixed source port reaches
 
     def to_dict(self) -> dict:
         return {"address": self.address, "port": self.port, "kind": self.kind,
                 "iocs": [i.to_dict() for i in self.iocs], "duplicates": list(self.duplicates),
                 "predicted": self.predicted.to_dict() if self.predicted else None,
-                "matches_prediction": self.matches_prediction, "replies": self.replies}
+                "matches_prediction": self.matches_prediction, "replies": self.replies,
+                "fixed_port_iocs": None if self.fixed_port_iocs is None else list(self.fixed_port_iocs)}
 
 
 @dataclass(frozen=True)

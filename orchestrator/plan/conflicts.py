@@ -51,10 +51,17 @@ def _interface(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:
                            f"clients are `{plan.clients}`, but interface {name} is loopback: no other host can reach it",
                            "serve on a network interface (--interface NAME), or set network.clients: same-host",
                            "R7", (name,)))
-    if plan.strategy == "shared-port" and not iface.loopback and not iface.broadcasts():
+    if plan.strategy == "shared-port" and not iface.loopback and plan.broadcast is None and len(plan.iocs) > 1:
+        addr = next((a for a in iface.ipv4 if a.address == plan.address), None)
+        cidr = f"{addr.address}/{addr.prefixlen}" if addr else "ADDR/LEN"
+        kind = (f"point-to-point (peer {addr.peer})" if addr and addr.peer else
+                f"a /{addr.prefixlen}" if addr and addr.prefixlen >= 31 else "added without brd")
         out.append(Finding("interface-no-broadcast", ERROR,
-                           f"shared-port needs broadcast, and interface {name} has no broadcast address",
-                           "use --strategy distinct-ports, or an interface with a broadcast address", "R4", (name,)))
+                           f"{len(plan.iocs)} IOCs share UDP {plan.iocs[0].udp_port}, but address {cidr} of "
+                           f"interface {name} has no broadcast ({kind}): clients could only search it by unicast, "
+                           "which reaches one IOC per client source port",
+                           f"use --strategy distinct-ports, or give the address a broadcast: ip addr del {cidr} "
+                           f"dev {name} && ip addr add {cidr} brd + dev {name}", "R4", (name,)))
     return out
 
 

@@ -26,10 +26,12 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
     expanded = expand_replicas(spec.iocs)
     iface_name = choose_interface(interface or spec.network.interface, snapshot, say)
     iface = snapshot.interface(iface_name) if iface_name else None
-    address = _address(iface)
-    broadcast = _broadcast(iface)
+    bound = chosen_address(iface, say)
+    address = bound.address if bound else None
+    broadcast = _broadcast(iface, bound)
     clients = _clients(spec.network.clients, iface, say)
-    chosen = choose_strategy(strategy or spec.network.strategy, len(expanded), iface, clients, say)
+    chosen = choose_strategy(strategy or spec.network.strategy, len(expanded), iface, clients, say,
+                             has_broadcast=broadcast is not None)
 
     say("R16", "IOC containers use host networking: they share this host's ports and broadcasts exactly "
                "as processes do, so the rules below apply across containers.")
@@ -88,17 +90,38 @@ def choose_interface(wanted: str, snapshot: HostSnapshot, say) -> str | None:
     return lo
 
 
-def _address(iface: Interface | None) -> str | None:
+def chosen_address(iface: Interface | None, say=None):
+    """The IPv4 address the fleet binds: the first one with a broadcast (R4), else the first one."""
     if iface is None or not iface.ipv4:
         return None
-    return iface.ipv4[0].address
+    if iface.loopback:
+        return iface.ipv4[0]
+    chosen = next((a for a in iface.ipv4 if a.broadcast), iface.ipv4[0])
+    if say is not None and len(iface.ipv4) > 1:
+        others = ", ".join(f"{a.address}/{a.prefixlen} (broadcast {a.broadcast or 'none'})"
+                           for a in iface.ipv4 if a is not chosen)
+        why = "the first with a broadcast" if chosen.broadcast else "none has a broadcast, so the first"
+        say("R4", f"Address {chosen.address}/{chosen.prefixlen} of {iface.name}: {why}; its broadcast "
+                  f"{chosen.broadcast or 'none'} is the one the fleet uses. The other addresses ({others}) are "
+                  "not bound, and a search to their broadcasts reaches the IOCs only through a 0.0.0.0 bind.")
+    if say is not None and chosen.broadcast is None and not iface.loopback:
+        kind = (f"a point-to-point address (peer {chosen.peer})" if chosen.peer
+                else f"a /{chosen.prefixlen}" if chosen.prefixlen >= 31
+                else "added without `brd` (the kernel holds no IFA_BROADCAST for it)")
+        say("R4", f"Address {chosen.address}/{chosen.prefixlen} of {iface.name} has no broadcast: {kind}. "
+                  f"To give clients a broadcast: ip addr del {chosen.address}/{chosen.prefixlen} dev {iface.name} "
+                  f"&& ip addr add {chosen.address}/{chosen.prefixlen} brd + dev {iface.name}.")
+    return chosen
 
 
-def _broadcast(iface: Interface | None) -> str | None:
-    if iface is None:
+def _broadcast(iface: Interface | None, bound) -> str | None:
+    if iface is None or bound is None:
         return None
-    broadcasts = iface.broadcasts()
-    return broadcasts[0] if broadcasts else None
+    if bound.broadcast:
+        return bound.broadcast
+    if iface.loopback:
+        return str(bound.network().broadcast_address)
+    return None
 
 
 def _clients(wanted: str, iface: Interface | None, say) -> str:
@@ -111,7 +134,8 @@ def _clients(wanted: str, iface: Interface | None, say) -> str:
     return "subnet"
 
 
-def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: str, say) -> str:
+def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: str, say,
+                    has_broadcast: bool | None = None) -> str:
     if wanted != "auto":
         say("R1", f"Strategy {wanted}: named in the fleet file or on the command line.")
         return wanted
@@ -128,9 +152,13 @@ def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: s
         say("R13", f"Strategy distinct-ports: {count} IOCs and routed clients, which cannot broadcast to this "
                    "host, so every IOC gets its own port and clients list host:port entries.")
         return "distinct-ports"
-    if iface is not None and not iface.loopback and not iface.broadcasts():
+    if has_broadcast is None:
+        has_broadcast = iface is None or iface.loopback or bool(iface.broadcasts())
+    if iface is not None and not iface.loopback and not has_broadcast:
         say("R4", f"Strategy distinct-ports: interface {iface.name} has no broadcast address, so a shared "
-                  "port could only be reached by unicast, which reaches one IOC per search (R3).")
+                  "port could only be reached by unicast, which reaches one IOC per client source port (R3): "
+                  "libca and caproto search from one fixed port, so such a client would read one IOC's PVs "
+                  "and never the others'.")
         return "distinct-ports"
     where = "127.255.255.255" if iface is not None and iface.loopback else "the subnet broadcast"
     say("R4", f"Strategy shared-port: {count} IOCs share one UDP port with SO_REUSEADDR|SO_REUSEPORT (R1); "
@@ -142,7 +170,8 @@ def _bind_addresses(strategy: str, iface: Interface | None, address: str | None,
     """EPICS_CAS_INTF_ADDR_LIST per runtime (rsrv and caproto bind differently: R6, R10)."""
     if address is None:
         return _same_for_all((ANY,))
-    broadcast = iface.broadcasts()[0] if iface is not None and iface.broadcasts() else None
+    bound = chosen_address(iface)
+    broadcast = _broadcast(iface, bound) if iface is not None and not iface.loopback else None
     if strategy == "shared-port" and (iface is None or iface.loopback or broadcast is None):
         say("R4", "Bind 0.0.0.0: a wildcard socket hears broadcasts, which is how one search reaches every IOC; "
                   "on loopback it is the only bind where both runtimes hear 127.255.255.255 (rsrv adds no "

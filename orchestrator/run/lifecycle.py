@@ -15,7 +15,7 @@ from orchestrator.images.catalog import image_tag
 from orchestrator.plan.identity import REPEATER, image_ref, plan_hash
 from orchestrator.run.instance import Backend, Instance
 from orchestrator.findings import Finding, has_errors
-from orchestrator.errors import ReadinessTimeout, RefusedError
+from orchestrator.errors import ReachIncomplete, ReadinessTimeout, RefusedError
 from orchestrator.plan.onhost import PlannedFleet
 from orchestrator.plan.model import PlannedIOC
 from orchestrator.run.readiness import ReadyReport, wait_ready
@@ -71,7 +71,8 @@ class UpResult:
             })
         return {"fleet": self.fleet, "backend": self.backend, "ready": self.ready, "iocs": iocs,
                 "client_env": self.client_env, "diff": self.diff.to_dict(),
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings],
+                "reach": [p.to_dict() for p in (self.report.paths if self.report else ())]}
 
 
 def diff(iocs: tuple[PlannedIOC, ...], hashes: dict[str, str], actual: list[Instance]) -> Diff:
@@ -129,6 +130,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
+            if report.read_all and report.partial_paths():
+                raise ReachIncomplete(reach_text(report), f"fleet {plan.fleet}", reach_fix(plan))
             if not report.ready:
                 raise ReadinessTimeout(_timeout_text(report, backend, result.instances), f"fleet {plan.fleet}",
                                        "read the log lines above; `iocfleet logs FLEET IOC` shows more")
@@ -198,6 +201,20 @@ def _repeater_elsewhere(planned: PlannedFleet) -> bool:
     """A repeater already holds the port (another fleet's or the host's): don't start a second (R12).
     The plan decided it from the same snapshot, so `plan --json` says what `up` does."""
     return planned.plan.repeater.provider == "host"
+
+
+def reach_text(report: ReadyReport) -> str:
+    """Every PV answered once, but not at full reach from a client's fixed source port: one line per path."""
+    lines = ["every PV answered, but not to every client:"]
+    lines += [f"  {p.text()}" for p in report.partial_paths()]
+    return "\n".join(lines)
+
+
+def reach_fix(plan) -> str:
+    iface, addr = plan.interface or "IF", plan.address or "ADDR"
+    return (f"a unicast address reaches one IOC per client source port when IOCs share a port (R3): give "
+            f"{iface} a broadcast (ip addr add {addr}/LEN brd + dev {iface}) and run `iocfleet up` again, or "
+            f"use --strategy distinct-ports")
 
 
 def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:

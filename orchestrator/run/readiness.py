@@ -2,7 +2,10 @@
 
 Readiness is evidence, not a sleep: a PV is ready when a CA search sent exactly where the plan tells
 clients to search (EPICS_CA_ADDR_LIST) found a server, and a read over a TCP circuit to that server
-returned its value.
+returned its value. Then a client-like sweep (ca.sweep) proves full reach: every PV answered at every
+address-list entry that leads to its IOC, in every round, from fresh source ports AND from one fixed
+source port (as libca and caproto clients search), misses retried from the same port. A unicast entry
+in front of a port several IOCs share fails that (R3) however long one waits, so it is reported at once.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.plan.model import Plan
 
@@ -31,15 +34,53 @@ class IOCReadiness:
 
 
 @dataclass(frozen=True)
+class PathReach:
+    """What a client searching at one address-list entry reaches: fresh-port and fixed-port reach."""
+
+    destination: tuple[str, int]
+    fresh: float  # answered (round, PV) pairs over expected ones, rounds from fresh source ports
+    fixed: float  # the same for rounds from one fixed source port
+    missing: tuple[str, ...]  # PVs not answered in every round (after retries from the same port)
+    stuck_with: tuple[str, ...]  # the IOCs a client on the fixed source port reaches
+    expected_iocs: tuple[str, ...]  # the IOCs this entry should lead to
+
+    @property
+    def full(self) -> bool:
+        return not self.missing
+
+    def to_dict(self) -> dict:
+        return {"destination": f"{self.destination[0]}:{self.destination[1]}", "fresh_reach": round(self.fresh, 4),
+                "fixed_reach": round(self.fixed, 4), "full": self.full, "missing": list(self.missing),
+                "fixed_port_iocs": list(self.stuck_with), "expected_iocs": list(self.expected_iocs)}
+
+    def text(self) -> str:
+        host, port = self.destination
+        shown = ", ".join(self.missing[:6]) + (" ..." if len(self.missing) > 6 else "")
+        return (f"EPICS_CA_ADDR_LIST entry {host}:{port} does not reach every IOC behind it: reach "
+                f"{self.fixed:.2f} from one fixed source port (a client there is stuck with "
+                f"{', '.join(self.stuck_with) or 'no IOC'} of {', '.join(self.expected_iocs)}), "
+                f"{self.fresh:.2f} from fresh source ports; not answered in every round: {shown} (rule R3)")
+
+
+@dataclass(frozen=True)
 class ReadyReport:
     """The readiness of a whole fleet at one moment."""
 
     iocs: tuple[IOCReadiness, ...]
     elapsed: float
+    paths: tuple[PathReach, ...] = ()  # set once every PV was read: the full-reach sweep per entry
 
     @property
     def ready(self) -> bool:
+        return all(i.complete for i in self.iocs) and all(p.full for p in self.paths)
+
+    @property
+    def read_all(self) -> bool:
+        """Every PV was found and read at least once (full reach not judged)."""
         return all(i.complete for i in self.iocs)
+
+    def partial_paths(self) -> tuple[PathReach, ...]:
+        return tuple(p for p in self.paths if not p.full)
 
     def ioc(self, name: str) -> IOCReadiness:
         return next(i for i in self.iocs if i.name == name)
@@ -60,12 +101,14 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
                progress: Callable[[ReadyReport], None] | None = None,
                clock: Callable[[], float] = time.monotonic, search_window: float = 0.25,
                give_up: Callable[[ReadyReport], bool] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> ReadyReport:
-    """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes.
+               sleep: Callable[[float], None] = time.sleep, sweeper=None) -> ReadyReport:
+    """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes; then
+    judge full reach per address-list entry (`report.paths`).
 
     `give_up(report)` may end the wait early (e.g. an IOC exited for good). Returns the last report
-    either way; the caller decides what a timeout means. `clock` and `sleep` go together: pacing sleeps
-    on `sleep`, so a test's clock is never outrun by a real sleep.
+    either way; the caller decides what a timeout or a partial path means. `clock` and `sleep` go
+    together: pacing sleeps on `sleep`, so a test's clock is never outrun by a real sleep. `sweeper`:
+    ca.sweep.sweep or a stand-in with its signature (tests sweep from a namespace).
     """
     start = clock()
     wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.pv_names for i in plan.iocs}
@@ -89,7 +132,49 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
         if report.ready or clock() - start >= timeout or (give_up is not None and give_up(report)):
             break
         _pace(pass_started + search_window, clock, sleep)
+    if report.read_all and destinations:
+        report = replace(report, paths=full_reach(plan, wanted, destinations, sweeper), elapsed=clock() - start)
     return report
+
+
+def full_reach(plan: Plan, wanted: dict[str, tuple[str, ...]], destinations, sweeper=None) -> tuple[PathReach, ...]:
+    """Sweep every wanted PV like a client at every entry leading to its IOC; a failing sweep is repeated
+    once, so only a miss seen twice (each time after retries from the same port) counts."""
+    from orchestrator.ca.sweep import sweep
+
+    sweeper = sweeper or sweep
+    owner = {pv: ioc for ioc, pvs in wanted.items() for pv in pvs}
+    expected = expected_destinations(plan, wanted, destinations)
+    names = list(owner)
+    result = sweeper(names, destinations, expected=expected)
+    if not result.complete:
+        result = sweeper(names, destinations, expected=expected)
+    return tuple(path_reach(result, dest, owner) for dest in result.destinations)
+
+
+def expected_destinations(plan: Plan, wanted: dict[str, tuple[str, ...]], destinations) -> dict[str, list]:
+    """PV -> the address-list entries that lead to its IOC: those on the IOC's UDP port (all, if none is)."""
+    ports = {i.name: i.udp_port for i in plan.iocs}
+    dests = [(str(h), int(p)) for h, p in destinations]
+    out = {}
+    for ioc, pvs in wanted.items():
+        mine = [d for d in dests if d[1] == ports.get(ioc)] or dests
+        for pv in pvs:
+            out[pv] = mine
+    return out
+
+
+def path_reach(result, dest, owner: dict[str, str]) -> PathReach:
+    """Judge one entry of a sweep: reach per kind, PVs missing in some round, IOCs of the fixed port."""
+    from orchestrator.ca.sweep import FIXED, FRESH
+
+    names = [n for n in result.names if dest in result.expected[n]]
+    missing = sorted({n for _, d, n in result.missing() if d == dest})
+    fixed_idx = {r.index for r in result.kind_rounds(FIXED)}
+    stuck = sorted({owner[n] for (r, d, n) in result.answers if r in fixed_idx and d == dest})
+    expected_iocs = sorted({owner[n] for n in names})
+    return PathReach(dest, result.reach(FRESH, dest), result.reach(FIXED, dest), tuple(missing), tuple(stuck),
+                     tuple(expected_iocs))
 
 
 def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:

@@ -71,8 +71,13 @@ def up_spec(fleet, backend, strategy=None, interface=None, timeout: float = 60.0
     with fleet_lock(fleet.name, "up"):
         own = own_pids(backend.instances(fleet.name))
         planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own)
-        return lifecycle.up(planned, backend, timeout=timeout, force=force, keep_on_failure=keep_on_failure,
-                            dry_run=dry_run, progress=progress)
+        result = lifecycle.up(planned, backend, timeout=timeout, force=force, keep_on_failure=keep_on_failure,
+                              dry_run=dry_run, progress=progress)
+        if not dry_run and result.ready:
+            from orchestrator.run import netrecord
+
+            netrecord.write(netrecord.NetRecord.of(planned.plan), netrecord.path_of(fleet.name))
+        return result
 
 
 def down_fleet(backend, fleet_name: str):
@@ -80,8 +85,25 @@ def down_fleet(backend, fleet_name: str):
     from orchestrator.run import lifecycle
     from orchestrator.run.statedir import fleet_lock
 
+    from orchestrator.run import netrecord
+
     with fleet_lock(fleet_name, "down"):
-        return lifecycle.down(backend, fleet_name)
+        removed = lifecycle.down(backend, fleet_name)
+        if not backend.instances(fleet_name, details=False):
+            netrecord.remove(netrecord.path_of(fleet_name))
+        return removed
+
+
+def fleet_findings(fleet_name: str, instances) -> list:
+    """`status`: a running fleet whose interface moved since `up` (stale-fleet), from the kept record."""
+    if not instances:
+        return []
+    from orchestrator import host
+    from orchestrator.hostmodel import HostSnapshot
+    from orchestrator.run import netrecord
+
+    record = netrecord.read(netrecord.path_of(fleet_name))
+    return netrecord.stale_findings(record, HostSnapshot(host.interfaces(), None))
 
 
 def own_pids(instances) -> frozenset[int]:

@@ -102,12 +102,14 @@ def test_unicast_to_shared_port_then_broadcast(three_iocs):
     reach = {i["pid"]: i["reach"] for i in path["iocs"]}
     assert set(reach) == pids and all(0.15 <= r <= 0.55 for r in reach.values()), reach
     assert path["matches_prediction"] is True
+    assert_stuck_with_one(path, bad)
 
     # the same client on the client host: no sockets to model there, the measurement alone convicts
     rc, remote = unicast_run(lab, "peer", names)
     assert rc == 1 and "unicast-addr-list-multi-ioc" in codes(remote, "error")
     assert remote["paths"][0]["kind"] == "remote" and remote["paths"][0]["matches_prediction"] is None
     assert all(0.15 <= i["reach"] <= 0.55 for i in remote["paths"][0]["iocs"]), remote["paths"]
+    assert_stuck_with_one(remote["paths"][0], finding(remote, "unicast-addr-list-multi-ioc"))
 
     rc, good, _ = run_doctor(lab, "ns", *names, addr_list=lab.broadcast)
     assert rc == 0 and not codes(good, "error"), good["findings"]
@@ -115,6 +117,16 @@ def test_unicast_to_shared_port_then_broadcast(three_iocs):
     assert path["kind"] == "broadcast" and path["matches_prediction"] is True
     assert {i["pid"]: i["reach"] for i in path["iocs"]} == {pid: 1.0 for pid in pids}
     assert good["ok"] and good["verdict"].startswith(("OK", "Works"))
+    assert all(i["fixed_reach"] >= 0.9 for i in path["iocs"]), path["iocs"]  # one port hears all three
+    assert len(path["fixed_port_iocs"]) == 3
+
+
+def assert_stuck_with_one(path: dict, bad: dict) -> None:
+    """From one fixed source port a unicast client reaches exactly one of the IOCs, never the others."""
+    fixed = sorted((i["fixed_reach"], i["name"]) for i in path["iocs"])
+    assert [f for f, _ in fixed[:-1]] == [0.0] * (len(fixed) - 1) and fixed[-1][0] >= 0.9, fixed
+    assert path["fixed_port_iocs"] == [fixed[-1][1]]
+    assert f"is stuck with {fixed[-1][1]}" in bad["message"], bad["message"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

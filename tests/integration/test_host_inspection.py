@@ -50,12 +50,13 @@ def test_interfaces_lists_loopback_and_the_lab_veth_with_its_broadcast(lab):
     by_name = {i["name"]: i for i in data["interfaces"]}
     lo = by_name["lo"]
     assert lo["loopback"] and lo["up"]
-    assert {"address": "127.0.0.1", "netmask": "255.0.0.0", "prefixlen": 8, "broadcast": None} in lo["ipv4"]
+    assert {"address": "127.0.0.1", "netmask": "255.0.0.0", "prefixlen": 8, "broadcast": None, "peer": None,
+            "secondary": False, "label": "lo"} in lo["ipv4"]
     veth = by_name[lab.peer_veth]
     assert veth["up"] and veth["broadcast_capable"] and not veth["loopback"]
     assert veth["ipv4"] == [{"address": lab.peer_addr, "netmask": "255.255.255.0", "prefixlen": 24,
-                             "broadcast": lab.broadcast}]
-    assert set(veth) == {"name", "up", "loopback", "broadcast_capable", "multicast", "mtu", "ipv4"}
+                             "broadcast": lab.broadcast, "peer": None, "secondary": False, "label": lab.peer_veth}]
+    assert set(veth) == {"name", "up", "loopback", "broadcast_capable", "multicast", "mtu", "ipv4", "point_to_point"}
 
 
 def test_a_plain_socket_on_5064_is_reported_with_its_pid_and_no_reuse(lab):

@@ -1,0 +1,96 @@
+"""Messy interfaces read from the real kernel inside a test-made namespace: an address without brd, /31,
+a point-to-point /32, a secondary address in another subnet, a down interface. For each: what
+`iocfleet interfaces` reports, what `plan` chooses (and why), and what `check` / `up` say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from labnet import ip
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def messy(tmp_path):
+    """A namespace with veth pairs: a0 (no-brd /24 then brd+ /24 in another subnet), b0 (/31),
+    c0 (peer /32), d0 (brd+ /24, link down). Subnets from 198.18.0.0/15 stay inside the namespace."""
+    import os
+
+    ns = f"iocfmessy{os.getpid()}"
+    ip("netns", "add", ns)
+    try:
+        n = ["-n", ns]
+        for a, b in (("a0", "a1"), ("b0", "b1"), ("c0", "c1"), ("d0", "d1")):
+            ip(*n, "link", "add", a, "type", "veth", "peer", "name", b)
+        ip(*n, "addr", "add", "198.18.240.1/24", "dev", "a0")
+        ip(*n, "addr", "add", "198.18.241.1/24", "brd", "+", "dev", "a0")
+        ip(*n, "addr", "add", "198.18.242.0/31", "dev", "b0")
+        ip(*n, "addr", "add", "198.18.243.1", "peer", "198.18.243.2", "dev", "c0")
+        ip(*n, "addr", "add", "198.18.244.1/24", "brd", "+", "dev", "d0")
+        for dev in ("lo", "a0", "a1", "b0", "b1", "c0", "c1", "d1"):
+            ip(*n, "link", "set", dev, "up")
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def cli(ns, tmp_path, *args, check=True):
+    env_state = {"XDG_STATE_HOME": str(tmp_path / "state"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "orchestrator.cli", *args],
+                          capture_output=True, text=True, timeout=60, env=env_state)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def fleet_file(tmp_path, interface, n=3):
+    path = tmp_path / f"{interface}.yaml"
+    iocs = "".join(f"  - {{name: i{k}, prefix: 'M{k}:'}}\n" for k in range(n))
+    path.write_text(f"fleet: messy\nnetwork: {{interface: {interface}}}\niocs:\n{iocs}")
+    return str(path)
+
+
+def test_the_kernel_not_netifaces_says_which_address_has_a_broadcast(messy, tmp_path):
+    data = json.loads(cli(messy, tmp_path, "interfaces", "--json").stdout)
+    got = {i["name"]: [(a["address"], a["prefixlen"], a["broadcast"], a["peer"]) for a in i["ipv4"]]
+           for i in data["interfaces"]}
+    assert got["a0"] == [("198.18.240.1", 24, None, None), ("198.18.241.1", 24, "198.18.241.255", None)]
+    assert got["b0"] == [("198.18.242.0", 31, None, None)]
+    assert got["c0"] == [("198.18.243.1", 32, None, "198.18.243.2")]
+    by = {i["name"]: i for i in data["interfaces"]}
+    assert by["c0"]["point_to_point"] and not by["a0"]["point_to_point"]
+    assert by["d0"]["up"] is False and by["a0"]["up"] is True
+
+
+@pytest.mark.parametrize("iface,why", [("b0", "/31"), ("c0", "peer 198.18.243.2")])
+def test_slash_31_and_point_to_point_plan_distinct_ports(messy, tmp_path, iface, why):
+    plan = json.loads(cli(messy, tmp_path, "plan", fleet_file(tmp_path, iface), "--json").stdout)
+    assert plan["strategy"] == "distinct-ports" and plan["broadcast"] is None
+    assert why in " ".join(d["text"] for d in plan["decisions"])
+    forced = cli(messy, tmp_path, "check", fleet_file(tmp_path, iface), "--strategy", "shared-port", "--json",
+                 check=False)
+    assert forced.returncode == 1
+    assert "interface-no-broadcast" in {f["code"] for f in json.loads(forced.stdout)["findings"]}
+
+
+def test_secondary_address_with_broadcast_is_the_one_bound_and_its_broadcast_the_one_printed(messy, tmp_path):
+    plan = json.loads(cli(messy, tmp_path, "plan", fleet_file(tmp_path, "a0"), "--json").stdout)
+    assert (plan["strategy"], plan["address"], plan["broadcast"]) == ("shared-port", "198.18.241.1",
+                                                                        "198.18.241.255")
+    assert plan["client_env"]["EPICS_CA_ADDR_LIST"] == "198.18.241.255"
+    assert all(i["bind"] == ["198.18.241.1", "198.18.241.255"] for i in plan["iocs"])
+    assert "198.18.240.1/24 (broadcast none)" in " ".join(d["text"] for d in plan["decisions"])
+
+
+def test_a_down_interface_named_in_the_fleet_file_is_an_error_and_up_refuses(messy, tmp_path):
+    checked = cli(messy, tmp_path, "check", fleet_file(tmp_path, "d0"), "--json", check=False)
+    assert checked.returncode == 1
+    [down] = [f for f in json.loads(checked.stdout)["findings"] if f["code"] == "interface-down"]
+    assert "ip link set d0 up" in down["fix"]
+    up = cli(messy, tmp_path, "up", fleet_file(tmp_path, "d0"), "--backend", "process", check=False)
+    assert up.returncode == 3 and "interface-down" in up.stderr
