@@ -96,12 +96,12 @@ def progress_printer(stream, enabled: bool):
 
 def up_text(result) -> str:
     data = result.to_dict()
-    rows = [(i["name"], i["runtime"], i["state"], i["tcp_port"], f"{i['pvs_ready']}/{i['pvs_total']}")
-            for i in data["iocs"]]
+    rows = [(i["name"], i["runtime"], i["state"], i["tcp_port"], f"{i['pvs_ready']}/{i['pvs_total']}",
+             i.get("ready_by", "")) for i in data["iocs"]]
     d = result.diff
     out = [f"fleet {result.fleet} on {result.backend}: {len(d.create)} created, {len(d.replace)} replaced, "
            f"{len(d.keep)} unchanged, {len(d.remove)} removed", "",
-           table(("ioc", "runtime", "state", "tcp port", "pvs ready"), rows), "",
+           table(("ioc", "runtime", "state", "tcp port", "pvs ready", "ready by"), rows), "",
            "client settings (paste into a shell, then e.g. `caget NAME`):", export_lines(result.client_env)]
     notable = [f for f in result.findings if f.severity != "info"]
     if notable:

@@ -103,7 +103,7 @@ def restarts_of(fleet) -> dict[str, str]:
 def health_argv(ioc: PlannedIOC) -> list[str] | None:
     """The command that exits 0 when the IOC answers a CA read of its HEARTBEAT; None for `image` IOCs."""
     snippet = HEALTH_SNIPPETS.get(ioc.runtime)
-    if snippet is None:
+    if snippet is None or not ioc.builtin:  # only iocfleet's own programs serve HEARTBEAT
         return None
     return ["python3", "-c", snippet, ioc.prefix + "HEARTBEAT"]
 

@@ -24,10 +24,20 @@ class IOCReadiness:
     name: str
     ready: tuple[str, ...]
     missing: tuple[str, ...]
+    mode: str = "pvs"  # the IOC's readiness: pvs | server | none
+    evidence: str = ""  # for `server` readiness: what showed the CA server is up ("" while it is not)
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.missing and (self.mode != "server" or bool(self.evidence))
+
+    def how(self) -> str:
+        """How this IOC was judged ready, in words (for `up`)."""
+        if self.mode == "none":
+            return "not waited for (readiness: none)"
+        if self.mode == "server":
+            return self.evidence or "CA server not seen yet"
+        return f"{len(self.ready)}/{len(self.ready) + len(self.missing)} PVs read"
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,13 @@ class ReadyReport:
     @property
     def ready(self) -> bool:
         return all(i.complete for i in self.iocs)
+
+    def with_evidence(self, evidence: dict[str, str]) -> "ReadyReport":
+        """The report with server evidence filled in for the IOCs it names."""
+        from dataclasses import replace
+
+        return ReadyReport(tuple(replace(i, evidence=evidence.get(i.name, i.evidence)) for i in self.iocs),
+                           self.elapsed)
 
     def ioc(self, name: str) -> IOCReadiness:
         return next(i for i in self.iocs if i.name == name)
@@ -59,29 +76,39 @@ def client_destinations(client_env: dict[str, str]) -> list[tuple[str, int]]:
 def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | None = None,
                progress: Callable[[ReadyReport], None] | None = None,
                clock: Callable[[], float] = time.monotonic, search_window: float = 0.25,
-               give_up: Callable[[ReadyReport], bool] | None = None) -> ReadyReport:
+               give_up: Callable[[ReadyReport], bool] | None = None,
+               server_up: Callable[[Sequence[str]], dict[str, str]] | None = None) -> ReadyReport:
     """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes.
 
-    `give_up(report)` may end the wait early (e.g. an IOC exited for good). Returns the last report
-    either way; the caller decides what a timeout means.
+    IOCs with `readiness: server` have no PVs to read: `server_up(names)` returns, for those of them whose
+    CA server is up, the evidence (a TCP listener, a beacon); without it they count as ready. IOCs with
+    `readiness: none` are not waited for. `give_up(report)` may end the wait early (e.g. an IOC exited for
+    good). Returns the last report either way; the caller decides what a timeout means.
     """
     start = clock()
-    wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.pv_names for i in plan.iocs}
+    wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.ready_names for i in plan.iocs}
+    modes = {i.name: i.readiness if server_up is not None else ("none" if i.readiness == "server" else i.readiness)
+             for i in plan.iocs}
+    evidence: dict[str, str] = {}
     ready: dict[str, set[str]] = {n: set() for n in wanted}
     destinations = client_destinations(plan.client_env_dict())
-    report = _report(wanted, ready, 0.0)
+    report = _report(wanted, ready, 0.0, modes, evidence)
     while True:
         pending = [pv for ioc, pvs in wanted.items() for pv in pvs if pv not in ready[ioc]]
-        if not pending:
+        servers = [n for n, m in modes.items() if m == "server" and n not in evidence]
+        if not pending and not servers:
+            report = _report(wanted, ready, clock() - start, modes, evidence)
             break
         pass_started = clock()
-        for server, pvs in locate(pending, destinations, search_window).items():
+        if servers:
+            evidence.update(server_up(servers))
+        for server, pvs in (locate(pending, destinations, search_window) if pending else {}).items():
             for name, outcome in _read(server, pvs).items():
                 if outcome.ok:
                     for ioc, pvs_of_ioc in wanted.items():
                         if name in pvs_of_ioc:
                             ready[ioc].add(name)
-        report = _report(wanted, ready, clock() - start)
+        report = _report(wanted, ready, clock() - start, modes, evidence)
         if progress:
             progress(report)
         if report.ready or clock() - start >= timeout or (give_up is not None and give_up(report)):
@@ -124,7 +151,9 @@ def _read(server, pvs):
     return read_channels(server, pvs, timeout=2.0)
 
 
-def _report(wanted, ready, elapsed) -> ReadyReport:
+def _report(wanted, ready, elapsed, modes=None, evidence=None) -> ReadyReport:
+    modes, evidence = modes or {}, evidence or {}
     return ReadyReport(tuple(IOCReadiness(ioc, tuple(p for p in pvs if p in ready[ioc]),
-                                          tuple(p for p in pvs if p not in ready[ioc]))
+                                          tuple(p for p in pvs if p not in ready[ioc]),
+                                          modes.get(ioc, "pvs"), evidence.get(ioc, ""))
                              for ioc, pvs in wanted.items()), elapsed)
