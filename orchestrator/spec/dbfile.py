@@ -78,6 +78,9 @@ def expand(text: str, macros: dict[str, str], file: str, line: int, depth: int =
         body = text[start + 2:end]
         name, has_default, default = body.partition("=")
         name = expand(name, macros, file, line, depth + 1)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise DbError(file, line, f"malformed macro reference {text[start:end + 1]!r}",
+                          "write $(NAME) or $(NAME=default) with a name of letters, digits and _")
         if name in macros:
             out.append(expand(macros[name], macros, file, line, depth + 1))
         elif has_default:
