@@ -1,0 +1,155 @@
+"""Real IOCs next to a built-in one on one shared port (issue 12): a .db softioc, a user PVGroup and an
+image laid out the epics-containers way, on the real engine and as local processes; pyepics reads and
+writes through exactly the printed client settings; the doctor sees each IOC's reach."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_run import base_env, iocfleet, iocfleet_json, pyepics_read
+
+pytestmark = [pytest.mark.slow]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "real"
+BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), "process"]
+
+PYEPICS_PUT = r"""
+import json, sys, time
+import epics
+name, value = sys.argv[1], json.loads(sys.argv[2])
+ok = epics.caput(name, value, wait=True, timeout=10.0)
+print(json.dumps(bool(ok)))
+"""
+
+
+def pyepics_put(name: str, value, client_env: dict[str, str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", PYEPICS_PUT, name, json.dumps(value)], env=base_env(**client_env),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr[-2000:]
+
+
+def read_until(names: list[str], client_env: dict, done, attempts: int = 20) -> dict:
+    """Read `names` until `done(values)` holds (a CP link or putter propagates asynchronously)."""
+    for _ in range(attempts):
+        values = pyepics_read(names, client_env)
+        if done(values):
+            return values
+    return values
+
+
+@pytest.fixture(scope="session")
+def generic_ioc_image(ioc_images, docker_client):
+    """examples/real/ioc-image built FROM iocfleet's softioc image, tagged by content; removed at the end."""
+    from orchestrator.images.build import image_tag
+
+    base = image_tag("softioc")
+    digest = hashlib.sha256((base + (EXAMPLE / "ioc-image" / "Dockerfile").read_text()
+                             + (EXAMPLE / "ioc-image" / "start.py").read_text()).encode()).hexdigest()[:12]
+    tag = f"iocfleet-test/generic-ioc:{digest}"
+    docker_client.images.build(path=str(EXAMPLE / "ioc-image"), tag=tag, buildargs={"BASE": base},
+                               network_mode="none", rm=True)
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+def real_fleet(tmp_path: Path, name: str, port: int, image: str | None) -> Path:
+    """The example fleet copied next to its files; readable by the IOC containers' user."""
+    root = tmp_path / "real"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [tmp_path, root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    data = yaml.safe_load((root / "fleet.yaml").read_text())
+    data["fleet"], data["network"]["base_port"] = name, port
+    data["iocs"] = [i for i in data["iocs"] if i["runtime"] != "image" or image]
+    for ioc in data["iocs"]:
+        if ioc["runtime"] == "image":
+            ioc["image"] = image
+    (root / "fleet.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return root / "fleet.yaml"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_real_iocs_come_up_beside_a_builtin_one_and_answer_pyepics(request, tmp_path, state, teardown, backend):
+    image = request.getfixturevalue("generic_ioc_image") if backend == "docker" else None
+    fleet = f"real-{backend}"
+    path = real_fleet(tmp_path, fleet, 24364 if backend == "docker" else 24366, image)
+    teardown.append((fleet, backend))
+    plan = iocfleet_json("plan", str(path), state=state)
+    names = {i["name"]: i["pvs"] for i in plan["iocs"]}
+    assert names["shutter"] == ["RL:SH:COUNT", "RL:SH:OPEN", "RL:SH:STATE"]
+    assert "RL:M1:RBV" in names["motor"] and "RL:M1:READBACK" in names["motor"]
+    if image:
+        assert names["generic"] == ["RL:G:TEMP", "RL:G:TEMP_F"]  # no HEARTBEAT/UPTIME for an image
+
+    result = iocfleet_json("up", str(path), "--backend", backend, "--timeout", "120", state=state)
+    assert result["ready"] is True and len({i["tcp_port"] for i in result["iocs"]}) == len(result["iocs"])
+    assert {i["name"]: i["pvs_ready"] for i in result["iocs"]} == {k: len(v) for k, v in names.items()}
+    client_env = result["client_env"]
+    assert client_env == plan["client_env"] and client_env["EPICS_CA_ADDR_LIST"] == "127.255.255.255"
+
+    values = pyepics_read([n for pvs in names.values() for n in pvs], client_env)
+    assert not [n for n, v in values.items() if v is None], values
+    assert values["RL:M1:RBV"] == pytest.approx((0 + 1) * 2) and len(values["RL:M1:TRACE"]) in (0, 64)
+
+    pyepics_put("RL:M1:VAL", 5.0, client_env)  # .db: VAL -CP-> OFFSET -CP-> RBV
+    got = read_until(["RL:M1:OFFSET", "RL:M1:RBV"], client_env, lambda v: v["RL:M1:RBV"] == pytest.approx(12.0))
+    assert got == {"RL:M1:OFFSET": pytest.approx(6.0), "RL:M1:RBV": pytest.approx(12.0)}
+
+    pyepics_put("RL:SH:OPEN", 1, client_env)  # the user's putter
+    got = read_until(["RL:SH:STATE", "RL:SH:COUNT"], client_env, lambda v: v["RL:SH:COUNT"] == 1)
+    assert got == {"RL:SH:STATE": "front-end open", "RL:SH:COUNT": 1}
+
+    if image:
+        pyepics_put("RL:G:TEMP", 100.0, client_env)
+        got = read_until(["RL:G:TEMP_F"], client_env, lambda v: v["RL:G:TEMP_F"] == pytest.approx(212.0))
+        assert got["RL:G:TEMP_F"] == pytest.approx(212.0)
+
+    doctor = iocfleet("doctor", "--fleet", str(path), "--backend", backend, "--repeat", "5", "--json",
+                      state=state, input_env=client_env)
+    report = json.loads(doctor.stdout)
+    assert doctor.returncode == 0, report["findings"]
+    reach = {i["name"]: i["reach"] for p in report["paths"] for i in p["iocs"]}
+    assert reach == {name: 1.0 for name in names}, reach
+
+    down = iocfleet_json("down", str(path), "--backend", backend, state=state)
+    assert set(down["removed"]) >= set(names)
+
+
+@pytest.mark.docker
+def test_an_image_ioc_without_pvs_is_ready_when_its_server_listens(tmp_path, state, teardown, generic_ioc_image):
+    fleet = "real-server"
+    path = real_fleet(tmp_path, fleet, 24368, generic_ioc_image)
+    data = yaml.safe_load(path.read_text())
+    data["iocs"] = [i for i in data["iocs"] if i["name"] in ("builtin", "generic")]
+    del data["iocs"][1]["pvs"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    teardown.append((fleet, "docker"))
+    result = iocfleet_json("up", str(path), "--backend", "docker", "--timeout", "120", state=state)
+    generic = next(i for i in result["iocs"] if i["name"] == "generic")
+    assert result["ready"] and generic["readiness"] == "server", result
+    assert generic["ready_by"] == f"server: TCP listener on port {generic['tcp_port']}"
+    values = pyepics_read(["RL:G:TEMP"], result["client_env"])  # it was really up
+    assert values["RL:G:TEMP"] == pytest.approx(21.5)
+
+
+def test_a_db_record_that_is_also_a_declared_pv_is_refused_before_launch(tmp_path, state, teardown):
+    path = real_fleet(tmp_path, "real-dup", 24370, None)
+    data = yaml.safe_load(path.read_text())
+    data["iocs"][0]["prefix"] = "RL:M1:"
+    data["iocs"][0]["pvs"] = [{"name": "RBV"}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    teardown.append(("real-dup", "process"))
+    check = iocfleet("check", str(path), "--json", state=state)
+    codes = [f["code"] for f in json.loads(check.stdout)["findings"] if f["severity"] == "error"]
+    assert check.returncode == 1 and codes == ["duplicate-pv"], check.stdout
+    up = iocfleet("up", str(path), "--backend", "process", state=state)
+    assert up.returncode == 3 and "duplicate-pv" in up.stderr and "RL:M1:RBV" in up.stderr, up.stderr
+    assert iocfleet_json("status", "real-dup", "--backend", "process", state=state)["iocs"] == []
