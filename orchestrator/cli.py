@@ -192,13 +192,17 @@ def status(fleet, fleet_name, backend, as_json) -> None:
     from orchestrator.run.backends import select
     from orchestrator.render import status_text
 
+    from orchestrator.run.service import readiness_now
+
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
     instances = chosen.instances(name)
+    ready = readiness_now(fleet, chosen) if instances else {}  # with the fleet file: how each IOC is ready
     if as_json:
-        click.echo(_json({"fleet": name, "backend": chosen.name, "iocs": [i.to_dict() for i in instances]}))
+        click.echo(_json({"fleet": name, "backend": chosen.name,
+                          "iocs": [{**i.to_dict(), **ready.get(i.name, {})} for i in instances]}))
     else:
-        click.echo(status_text(name, chosen.name, instances))
+        click.echo(status_text(name, chosen.name, instances, ready))
 
 
 @cli.command()

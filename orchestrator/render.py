@@ -119,10 +119,13 @@ def diff_text(result) -> str:
     return "\n".join(lines)
 
 
-def status_text(fleet: str, backend: str, instances) -> str:
+def status_text(fleet: str, backend: str, instances, ready: dict | None = None) -> str:
     if not instances:
         return f"fleet {fleet}: nothing running on {backend}"
     rows = [(i.name, i.role, i.runtime, i.state, i.exit_code, i.restarts, i.tcp_port, i.pid,
              (i.container or "")[:12]) for i in instances]
-    return f"fleet {fleet} on {backend}:\n" + table(
-        ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container"), rows)
+    columns = ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container")
+    if ready:  # the fleet file was given: how each IOC is ready right now
+        rows = [(*row, ready.get(i.name, {}).get("ready_by", "")) for row, i in zip(rows, instances)]
+        columns += ("ready by",)
+    return f"fleet {fleet} on {backend}:\n" + table(columns, rows)

@@ -138,6 +138,12 @@ def test_an_image_ioc_without_pvs_is_ready_when_its_server_listens(tmp_path, sta
     assert generic["ready_by"] == f"server: TCP listener on port {generic['tcp_port']}"
     values = pyepics_read(["RL:G:TEMP"], result["client_env"])  # it was really up
     assert values["RL:G:TEMP"] == pytest.approx(21.5)
+    status = {i["name"]: i for i in iocfleet_json("status", str(path), "--backend", "docker", state=state)["iocs"]}
+    assert status["generic"]["readiness"] == "server" and status["generic"]["ready"] is True
+    assert status["generic"]["ready_by"] == f"server: TCP listener on port {generic['tcp_port']}"
+    assert status["builtin"]["ready_by"] == "3/3 PVs read"
+    text = iocfleet("status", str(path), "--backend", "docker", state=state, check=True).stdout
+    assert "READY BY" in text and "server: TCP listener on port" in text
 
 
 def test_a_db_record_that_is_also_a_declared_pv_is_refused_before_launch(tmp_path, state, teardown):
