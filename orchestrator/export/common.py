@@ -74,10 +74,26 @@ def image_of(ioc: PlannedIOC, info: ImageInfo) -> str:
     """The image an IOC runs: its own `image` if set (always for the `image` runtime), else its runtime's.
 
     Same rule as the docker backend's `image_ref`, so exported and launched IOCs carry the same plan hash.
+    Refuses IOCs that need host files or container options an export does not carry (real IOCs).
     """
+    _refuse_uncarried(ioc)
     if ioc.runtime == "image" or ioc.image:
         return str(ioc.image or "")
     return info.tag(ioc.runtime)
+
+
+def _refuse_uncarried(ioc: PlannedIOC) -> None:
+    """An exported IOC would run without its mounts, databases or group code: refuse instead (exit 2)."""
+    from orchestrator.errors import UsageError
+
+    used = [name for name, value in (("mounts", ioc.mounts), ("db", ioc.db),
+                                     ("python_path", ioc.group and ioc.group.python_path),
+                                     ("entrypoint", ioc.entrypoint), ("workdir", ioc.workdir),
+                                     ("stdin_open", ioc.stdin_open)) if value]
+    if used:
+        raise UsageError(f"IOC {ioc.name} uses {', '.join(used)}, which exports do not carry yet",
+                         f"iocs[{ioc.declared_as}]", "run it with `iocfleet up`, or build an image that holds "
+                         "its files and settings (docs/real-iocs.md)")
 
 
 def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:

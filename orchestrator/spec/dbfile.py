@@ -276,9 +276,12 @@ def _distance(a: str, b: str) -> int:
     return -int(difflib.SequenceMatcher(None, a, b).ratio() * 1000)
 
 
-def load(path: Path, macros: dict[str, str], root: Path | None = None) -> list[Record]:
+def load(path: Path, macros: dict[str, str], root: Path | None = None,
+         seen: list[tuple[str, str]] | None = None) -> list[Record]:
     """The records of the database file `path`; includes are looked up next to the including file and in
-    `root` (the top file's folder, which is what the IOC sees), and must stay inside `root`."""
+    `root` (the top file's folder, which is what the IOC sees), and must stay inside `root`. `seen`, if
+    given, receives (file, text) of every file read (for a content digest)."""
+    seen = [] if seen is None else seen
     root = (root or path.parent).resolve()
     top = str(path)
     try:
@@ -296,10 +299,12 @@ def load(path: Path, macros: dict[str, str], root: Path | None = None) -> list[R
                     raise DbError(from_file, line, f"include {name!r} lies outside {root}",
                                   "keep included files in the folder of the database (it is what the IOC sees)")
                 try:
-                    return str(candidate), candidate.read_text(encoding="utf-8")
+                    seen.append((str(candidate), candidate.read_text(encoding="utf-8")))
+                    return seen[-1]
                 except (OSError, UnicodeDecodeError) as exc:
                     raise DbError(from_file, line, f"cannot read include {name!r} ({exc.__class__.__name__})",
                                   "make it a readable UTF-8 text file")
         raise DbError(from_file, line, f"include {name!r} not found", f"put it next to {Path(from_file).name}")
 
+    seen.append((top, text))
     return parse(text, top, macros, read_include)

@@ -69,9 +69,11 @@ class DbLoad:
     file: str
     macros: tuple[tuple[str, str], ...] = ()
     records: tuple[str, ...] = ()  # full record names and aliases after macro expansion
+    digest: str = ""  # of the file and its includes: a changed database recreates the IOC
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "macros": dict(self.macros), "records": list(self.records)}
+        return {"file": self.file, "macros": dict(self.macros), "records": list(self.records),
+                "digest": self.digest}
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,13 @@ class GroupSpec:
     python_path: str | None = None  # absolute folder, mounted read-only in containers
     kwargs: str = "{}"  # JSON text of the keyword arguments (kept as text: frozen and hashable)
     pvs: tuple[str, ...] = ()  # the names the group declares, without the IOC prefix
+    digest: str = ""  # of the .py files under python_path: changed code recreates the IOC
 
     def to_dict(self) -> dict:
         import json
 
         return {"module": self.module, "python_path": self.python_path, "kwargs": json.loads(self.kwargs),
-                "pvs": list(self.pvs)}
+                "pvs": list(self.pvs), "digest": self.digest}
 
 
 @dataclass(frozen=True)

@@ -227,17 +227,19 @@ def _databases(item: dict, where: str, base: Path, problems: Problems) -> tuple[
             continue
         path = (base / file).resolve()
         if not path.is_file():
-            problems.lines.append(f"{path}:0: {dwhere}.file: database file not found "
-                                  f"({problems.source}:{line_of(entry, 'file') or line}) — "
-                                  "check the path; it is relative to the fleet file")
+            problems.add(line_of(entry, "file") or line, f"{dwhere}.file",
+                         f"database file {file!r} not found ({path})",
+                         "check the path; it is relative to the fleet file")
             continue
+        seen: list[tuple[str, str]] = []
         try:
-            records = load(path, macros)
+            records = load(path, macros, seen=seen)
         except DbError as err:
             problems.lines.append(f"{err.file}:{err.line}: {dwhere}: {err.problem} — {err.fix}")
             continue
         names = tuple(dict.fromkeys(r.name for r in records))
-        out.append(DbLoad(file=str(path), macros=tuple(sorted(macros.items())), records=names))
+        out.append(DbLoad(file=str(path), macros=tuple(sorted(macros.items())), records=names,
+                          digest=_digest(sorted(seen))))
     return tuple(out)
 
 
@@ -288,4 +290,31 @@ def _group(item: dict, where: str, base: Path, prefix: str, declared: int, probl
         problems.add(line_of(item, "module"), f"{where}.module", f"{module} declares no PVs",
                      "add pvproperty attributes to the group")
         return None
-    return GroupSpec(module=module, python_path=python_path, kwargs=kwargs_text, pvs=names)
+    return GroupSpec(module=module, python_path=python_path, kwargs=kwargs_text, pvs=names,
+                     digest=_code_digest(python_path))
+
+
+MAX_CODE_FILES = 2000
+
+
+def _digest(files: list[tuple[str, str]]) -> str:
+    import hashlib
+
+    sha = hashlib.sha256()
+    for name, text in files:
+        sha.update(name.encode() + b"\0" + text.encode(errors="replace") + b"\0")
+    return sha.hexdigest()[:16]
+
+
+def _code_digest(python_path: str | None) -> str:
+    """A digest of the .py files under `python_path` (the first MAX_CODE_FILES, sorted): edited group code
+    changes the plan hash, so `up` recreates the IOC instead of keeping the old code running."""
+    if not python_path:
+        return ""
+    files = []
+    for path in sorted(Path(python_path).rglob("*.py"))[:MAX_CODE_FILES]:
+        try:
+            files.append((str(path.relative_to(python_path)), path.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue
+    return _digest(files)

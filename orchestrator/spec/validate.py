@@ -182,7 +182,12 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "runtime"), f"{where}.runtime", f"unknown runtime {runtime!r}",
                      f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(RUNTIMES)}")
         runtime = "caproto"
-    prefix = _prefix(item, where, problems)
+    if item.get("prefix") is None and (runtime == "image" or "db" in item or "module" in item):
+        # real IOCs name their PVs themselves: the prefix is optional (a .db softioc's own HEARTBEAT and
+        # UPTIME then live under NAME:, so two such IOCs do not collide)
+        prefix = f"{name}:" if runtime == "softioc" and name else ""
+    else:
+        prefix = _prefix(item, where, problems)
     replicas = check_int(item, "replicas", f"{where}.replicas", 1, 1, MAX_REPLICAS, problems,
                     f"use 1 to {MAX_REPLICAS} replicas per IOC entry")
     image = item.get("image")

@@ -161,7 +161,8 @@ def test_bad_databases_are_one_line_at_file_and_line_and_nothing_starts(tmp_path
 def test_a_missing_database_file_names_it(tmp_path):
     lines = problems(fleet_file(tmp_path, {"name": "s", "runtime": "softioc", "prefix": "S:",
                                            "db": [{"file": "gone.db"}]}))
-    assert any(x.startswith(f"{tmp_path / 'gone.db'}:0: iocs[0].db[0].file: database file not found") for x in lines)
+    assert any(x.startswith(f"{tmp_path / 'fleet.yaml'}:9: iocs[0].db[0].file: database file 'gone.db' not found")
+               for x in lines), lines
 
 
 def test_db_is_for_softioc_only(tmp_path):
@@ -214,3 +215,40 @@ def test_process_backend_refuses_what_only_containers_honour(tmp_path):
                               capture_output=True, text=True, env=env, timeout=60)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert not list((tmp_path / "state").glob("iocfleet/fleets/*/*.json"))
+
+
+def test_real_iocs_need_no_prefix_and_a_db_softioc_keeps_its_own_pvs_apart(tmp_path):
+    (tmp_path / "a.db").write_text('record(ai, "$(P)X")\n')
+    iocs = [{"name": f"s{i}", "runtime": "softioc", "db": [{"file": "a.db", "macros": {"P": f"S{i}:"}}]}
+            for i in range(2)]
+    plan, findings = planned(fleet_file(tmp_path, *iocs, image(prefix=None, pvs=["FULL:NAME"]),
+                                        group_ioc(prefix=None)))
+    assert plan.ioc("s0").pv_names == ("S0:X", "s0:HEARTBEAT", "s0:UPTIME")
+    assert plan.ioc("img").pv_names == ("FULL:NAME",)
+    assert plan.ioc("shutter").pv_names == ("COUNT", "OPEN", "STATE")
+    assert not conflicts.has_errors(findings), findings
+    lines = problems(fleet_file(tmp_path, {"name": "c", "pvs": ["X"]}))
+    assert any("iocs[0].prefix: missing" in x for x in lines), lines  # built-in IOCs still need one
+
+
+def test_a_changed_database_or_group_code_changes_the_plan_hash(tmp_path):
+    from orchestrator.run.backends import plan_hash
+
+    (tmp_path / "a.db").write_text('record(ai, "$(P)X")\n')
+    (tmp_path / "inc.db").write_text('record(ao, "$(P)Y") {\n  field(VAL, "1")\n}\n')
+    (tmp_path / "a.db").write_text('include "inc.db"\nrecord(ai, "$(P)X")\n')
+    path = fleet_file(tmp_path, {"name": "s", "runtime": "softioc", "db": [{"file": "a.db", "macros": {"P": "S:"}}]})
+    before = plan_hash(planned(path)[0].ioc("s"), "img")
+    (tmp_path / "inc.db").write_text('record(ao, "$(P)Y") {\n  field(VAL, "2")\n}\n')  # same names, new value
+    assert plan_hash(planned(path)[0].ioc("s"), "img") != before
+
+
+def test_exports_refuse_what_they_cannot_carry(tmp_path):
+    from orchestrator.errors import UsageError
+    from orchestrator.export import compose_yaml
+    from orchestrator.export.common import ImageInfo
+
+    plan, _ = planned(fleet_file(tmp_path, db_ioc()))
+    with pytest.raises(UsageError) as err:
+        compose_yaml(plan, images=ImageInfo({"caproto": "c:1", "softioc": "s:1"}))
+    assert "IOC motor uses db, which exports do not carry yet" in str(err.value)
