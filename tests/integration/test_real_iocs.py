@@ -107,7 +107,16 @@ def test_real_iocs_come_up_beside_a_builtin_one_and_answer_pyepics(request, tmp_
     got = read_until(["RL:SH:STATE", "RL:SH:COUNT"], client_env, lambda v: v["RL:SH:COUNT"] == 1)
     assert got == {"RL:SH:STATE": "front-end open", "RL:SH:COUNT": 1}
 
-    if image:
+    if image:  # the container got exactly the fleet file's entrypoint, command, workdir, stdin and mounts
+        inspect = json.loads(subprocess.run(["docker", "inspect", f"iocfleet-{fleet}-generic"], capture_output=True,
+                                            text=True, check=True, timeout=60).stdout)[0]
+        assert inspect["Config"]["Entrypoint"] == ["python3", "/epics/ioc/start.py"]
+        assert inspect["Config"]["Cmd"] == ["/epics/ioc/config"] and inspect["Config"]["WorkingDir"] == "/epics/ioc"
+        assert inspect["Config"]["OpenStdin"] is True
+        assert [(m["Destination"], m["RW"]) for m in inspect["Mounts"]] == [("/epics/ioc/config", False)]
+        motor = json.loads(subprocess.run(["docker", "inspect", f"iocfleet-{fleet}-motor"], capture_output=True,
+                                          text=True, check=True, timeout=60).stdout)[0]
+        assert [(m["Destination"], m["RW"]) for m in motor["Mounts"]] == [("/iocfleet/db/0", False)]
         pyepics_put("RL:G:TEMP", 100.0, client_env)
         got = read_until(["RL:G:TEMP_F"], client_env, lambda v: v["RL:G:TEMP_F"] == pytest.approx(212.0))
         assert got["RL:G:TEMP_F"] == pytest.approx(212.0)
