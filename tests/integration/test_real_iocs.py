@@ -168,3 +168,33 @@ def test_a_db_record_that_is_also_a_declared_pv_is_refused_before_launch(tmp_pat
     up = iocfleet("up", str(path), "--backend", "process", state=state)
     assert up.returncode == 3 and "duplicate-pv" in up.stderr and "RL:M1:RBV" in up.stderr, up.stderr
     assert iocfleet_json("status", "real-dup", "--backend", "process", state=state)["iocs"] == []
+
+
+@pytest.mark.docker
+def test_the_issue_image_is_ready_on_exactly_its_pvs_and_a_missing_one_times_out_clearly(tmp_path, state, teardown,
+                                                                                       generic_ioc_image):
+    """The report of issue 12: an image serving HBY:F:A, B and C (declared) never became ready, because
+    readiness also waited for HEARTBEAT and UPTIME; the timeout said `exit code None`."""
+    config = tmp_path / "config"
+    config.mkdir(parents=True)
+    config.joinpath("ioc.db").write_text("".join(f'record(ai, "HBY:F:{x}")\n' for x in "ABC"))
+    for path in (tmp_path, config, config / "ioc.db"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    ioc = {"name": "hby", "runtime": "image", "image": generic_ioc_image, "prefix": "HBY:F:", "pvs": ["A", "B", "C"],
+           "mounts": [{"source": "config", "target": "/epics/ioc/config"}]}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"fleet": "real-hby", "network": {"interface": "lo", "base_port": 24372},
+                                    "iocs": [ioc]}))
+    teardown.append(("real-hby", "docker"))
+    result = iocfleet_json("up", str(path), "--backend", "docker", "--timeout", "120", state=state)
+    assert result["ready"] and result["iocs"][0]["pvs_ready"] == result["iocs"][0]["pvs_total"] == 3
+    assert iocfleet_json("down", str(path), "--backend", "docker", state=state)["removed"]
+
+    ioc["pvs"] = ["A", "B", "C", "D"]  # D is not served: a real timeout, told plainly
+    path.write_text(yaml.safe_dump({"fleet": "real-hby", "network": {"interface": "lo", "base_port": 24372},
+                                    "iocs": [ioc]}))
+    proc = iocfleet("up", str(path), "--backend", "docker", "--timeout", "8", state=state)
+    assert proc.returncode == 5, proc.stderr
+    assert "hby (running): 1 of 4 PVs never answered: HBY:F:D" in proc.stderr and "None" not in proc.stderr
+    assert not [i for i in iocfleet_json("status", "real-hby", "--backend", "docker", state=state)["iocs"]
+                if i["role"] == "ioc"]  # rolled back

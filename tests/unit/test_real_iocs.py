@@ -252,3 +252,12 @@ def test_exports_refuse_what_they_cannot_carry(tmp_path):
     with pytest.raises(UsageError) as err:
         compose_yaml(plan, images=ImageInfo({"caproto": "c:1", "softioc": "s:1"}))
     assert "IOC motor uses db, which exports do not carry yet" in str(err.value)
+
+
+def test_a_group_importable_without_python_path(tmp_path):
+    plan, _ = planned(fleet_file(tmp_path, {"name": "simple", "runtime": "caproto", "prefix": "SIM:",
+                                            "module": "caproto.ioc_examples.simple:SimpleIOC"}))
+    assert plan.ioc("simple").pv_names == ("SIM:A", "SIM:B", "SIM:C")
+    from orchestrator.run.backends.docker import run_kwargs
+
+    assert "mounts" not in run_kwargs("f", plan.ioc("simple"), "h")  # nothing of the host to mount
