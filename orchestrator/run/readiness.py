@@ -77,11 +77,12 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
                progress: Callable[[ReadyReport], None] | None = None,
                clock: Callable[[], float] = time.monotonic, search_window: float = 0.25,
                give_up: Callable[[ReadyReport], bool] | None = None,
-               server_up: Callable[[Sequence[str]], dict[str, str]] | None = None) -> ReadyReport:
+               server_up: Callable[..., dict[str, str]] | None = None) -> ReadyReport:
     """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes.
 
-    IOCs with `readiness: server` have no PVs to read: `server_up(names)` returns, for those of them whose
-    CA server is up, the evidence (a TCP listener, a beacon); without it they count as ready. IOCs with
+    IOCs with `readiness: server` have no PVs to read: `server_up(names, known=servers located so far,
+    pvs_done=whether every PV was read)` returns, for those of them whose CA server is up, the evidence
+    (a TCP listener, a beacon; run/serverup.py); without `server_up` they are not waited for. IOCs with
     `readiness: none` are not waited for. `give_up(report)` may end the wait early (e.g. an IOC exited for
     good). Returns the last report either way; the caller decides what a timeout means.
     """
@@ -90,6 +91,7 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
     modes = {i.name: i.readiness if server_up is not None else ("none" if i.readiness == "server" else i.readiness)
              for i in plan.iocs}
     evidence: dict[str, str] = {}
+    known: set = set()  # (address, TCP port) of the servers that answered for the fleet's PVs
     ready: dict[str, set[str]] = {n: set() for n in wanted}
     destinations = client_destinations(plan.client_env_dict())
     report = _report(wanted, ready, 0.0, modes, evidence)
@@ -101,10 +103,11 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
             break
         pass_started = clock()
         if servers:
-            evidence.update(server_up(servers))
+            evidence.update(server_up(servers, known=set(known), pvs_done=not pending))
         for server, pvs in (locate(pending, destinations, search_window) if pending else {}).items():
             for name, outcome in _read(server, pvs).items():
                 if outcome.ok:
+                    known.add(server)
                     for ioc, pvs_of_ioc in wanted.items():
                         if name in pvs_of_ioc:
                             ready[ioc].add(name)

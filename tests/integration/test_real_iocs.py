@@ -198,3 +198,45 @@ def test_the_issue_image_is_ready_on_exactly_its_pvs_and_a_missing_one_times_out
     assert "hby (running): 1 of 4 PVs never answered: HBY:F:D" in proc.stderr and "None" not in proc.stderr
     assert not [i for i in iocfleet_json("status", "real-hby", "--backend", "docker", state=state)["iocs"]
                 if i["role"] == "ioc"]  # rolled back
+
+
+class BlindBackend:
+    """The process backend as an unprivileged user sees containers of another user: no sockets visible."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.name, self.ioc_uid = inner.name, inner.ioc_uid
+
+    def instances(self, fleet=None, details=True):
+        import dataclasses
+
+        return [dataclasses.replace(i, tcp_port=None) for i in self._inner.instances(fleet, details)]
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+
+def test_a_server_ioc_whose_sockets_cannot_be_seen_is_ready_by_its_beacon(tmp_path, state, monkeypatch):
+    """readiness: server falls back to the beacons the CA repeater forwards (R11, R12) when the IOC's
+    listener cannot be inspected; with a planned TCP port (strategy single) the beacon names it exactly."""
+    from orchestrator.plan.onhost import plan_spec
+    from orchestrator.run import lifecycle
+    from orchestrator.run.backends.process import ProcessBackend
+    from orchestrator.spec import model as spec
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    fleet = spec.from_dict({"fleet": "real-beacon", "network": {"interface": "lo", "base_port": 24374},
+                            "iocs": [{"name": "grp", "runtime": "caproto", "prefix": "RB:", "readiness": "server",
+                                      "module": "caproto.ioc_examples.simple:SimpleIOC"}]})
+    backend = BlindBackend(ProcessBackend())
+    planned = plan_spec(fleet, ioc_uid=backend.ioc_uid)
+    assert planned.plan.ioc("grp").tcp_port == 24374
+    try:
+        result = lifecycle.up(planned, backend, timeout=60)
+        (item,) = result.report.iocs
+        assert result.ready and item.mode == "server"
+        assert item.evidence in ("server: beacon from 127.0.0.1:24374", "server: beacon from 0.0.0.0:24374"), item
+        values = pyepics_read(["RB:A"], result.client_env)  # it really serves
+        assert values["RB:A"] == 1
+    finally:
+        lifecycle.down(backend, "real-beacon")

@@ -56,7 +56,7 @@ def test_an_image_ioc_without_pvs_waits_for_its_server(tmp_path):
     assert plan.ioc("img").readiness == "server" and plan.ioc("img").ready_names == ()
     asked = []
 
-    def server_up(names):
+    def server_up(names, known, pvs_done):
         asked.append(tuple(names))
         return {"img": "server: TCP listener on port 5064"} if len(asked) > 1 else {}
 
@@ -261,3 +261,52 @@ def test_a_group_importable_without_python_path(tmp_path):
     from orchestrator.run.backends.docker import run_kwargs
 
     assert "mounts" not in run_kwargs("f", plan.ioc("simple"), "h")  # nothing of the host to mount
+
+
+class _Inst:
+    def __init__(self, name, tcp_port=None, state="running"):
+        self.name, self.tcp_port, self.state = name, tcp_port, state
+
+
+class _Backend:
+    def __init__(self, *instances):
+        self.list = list(instances)
+
+    def instances(self, fleet=None, details=True):
+        return self.list
+
+
+class _Beacons:
+    """Beacons as the repeater would forward them: (address, tcp port) -> first beacon id."""
+
+    def __init__(self, seen):
+        self.seen, self.closed = seen, False
+
+    def __call__(self, port):
+        return self
+
+    def poll(self, window=0.05):
+        return dict(self.seen)
+
+    def close(self):
+        self.closed = True
+
+
+def test_server_evidence_prefers_the_listener_then_beacons_by_elimination(tmp_path):
+    from orchestrator.run.serverup import listener_evidence
+
+    plan, _ = planned(fleet_file(tmp_path, image(name="i1", prefix="I1:"), image(name="i2", prefix="I2:"),
+                                 {"name": "cp", "prefix": "CP:", "pvs": ["X"]}))
+    assert plan.strategy == "shared-port"
+    seen = {("127.0.0.1", 40001): 0, ("127.0.0.1", 40002): 1, ("127.0.0.1", 40003): 2, ("10.0.0.9", 5064): 900}
+    beacons = _Beacons(seen)
+    # i1's listener is visible; i2's is not: the beacons of new servers other than cp's (40003) decide
+    up = listener_evidence(_Backend(_Inst("i1", 40001), _Inst("i2"), _Inst("cp")), plan, beacons)
+    assert up(["i1", "i2"], known={("127.0.0.1", 40003)}, pvs_done=False) == {
+        "i1": "server: TCP listener on port 40001"}  # not before every PV IOC is located
+    got = up(["i2"], known={("127.0.0.1", 40003)}, pvs_done=True)
+    assert got == {"i2": "server: beacon from 127.0.0.1:40002"} and beacons.closed
+    # an old server (beacon id 900) is not taken for a new IOC, nor is a known one
+    up = listener_evidence(_Backend(_Inst("i1"), _Inst("i2"), _Inst("cp")), plan,
+                           _Beacons({("127.0.0.1", 40003): 0, ("10.0.0.9", 5064): 900, ("127.0.0.1", 40002): 3}))
+    assert up(["i1", "i2"], known={("127.0.0.1", 40003)}, pvs_done=True) == {}  # one new server for two IOCs
