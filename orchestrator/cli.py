@@ -187,17 +187,19 @@ def status(fleet, fleet_name, backend, as_json) -> None:
     from orchestrator.run.backends import select
     from orchestrator.render import status_text
 
-    from orchestrator.run.service import fleet_findings
+    from orchestrator.run.service import fleet_findings, readiness_now
 
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
     instances = chosen.instances(name)
     findings = fleet_findings(name, instances)
+    ready = readiness_now(fleet, chosen) if instances else {}  # with the fleet file: how each IOC is ready
     if as_json:
-        click.echo(_json({"fleet": name, "backend": chosen.name, "iocs": [i.to_dict() for i in instances],
+        click.echo(_json({"fleet": name, "backend": chosen.name,
+                          "iocs": [{**i.to_dict(), **ready.get(i.name, {})} for i in instances],
                           "findings": [f.to_dict() for f in findings]}))
     else:
-        click.echo(status_text(name, chosen.name, instances))
+        click.echo(status_text(name, chosen.name, instances, ready))
         for f in findings:
             click.echo(f"{f.severity}: {f.code}: {f.message} — {f.fix}")
 

@@ -312,3 +312,4 @@ def alive(pid: int | None, started: float | None = None) -> bool:
         return started is None or abs(proc.create_time() - started) < 0.5
     except psutil.Error:
         return False
+

@@ -96,12 +96,12 @@ def progress_printer(stream, enabled: bool):
 
 def up_text(result) -> str:
     data = result.to_dict()
-    rows = [(i["name"], i["runtime"], i["state"], i["tcp_port"], f"{i['pvs_ready']}/{i['pvs_total']}")
-            for i in data["iocs"]]
+    rows = [(i["name"], i["runtime"], i["state"], i["tcp_port"], f"{i['pvs_ready']}/{i['pvs_total']}",
+             i.get("ready_by", "")) for i in data["iocs"]]
     d = result.diff
     out = [f"fleet {result.fleet} on {result.backend}: {len(d.create)} created, {len(d.replace)} replaced, "
            f"{len(d.keep)} unchanged, {len(d.remove)} removed", "",
-           table(("ioc", "runtime", "state", "tcp port", "pvs ready"), rows), "",
+           table(("ioc", "runtime", "state", "tcp port", "pvs ready", "ready by"), rows), "",
            "client settings (paste into a shell, then e.g. `caget NAME`):", export_lines(result.client_env)]
     notable = [f for f in result.findings if f.severity != "info"]
     if notable:
@@ -119,10 +119,13 @@ def diff_text(result) -> str:
     return "\n".join(lines)
 
 
-def status_text(fleet: str, backend: str, instances) -> str:
+def status_text(fleet: str, backend: str, instances, ready: dict | None = None) -> str:
     if not instances:
         return f"fleet {fleet}: nothing running on {backend}"
     rows = [(i.name, i.role, i.runtime, i.state, i.exit_code, i.restarts, i.tcp_port, i.pid,
              (i.container or "")[:12]) for i in instances]
-    return f"fleet {fleet} on {backend}:\n" + table(
-        ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container"), rows)
+    columns = ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container")
+    if ready:  # the fleet file was given: how each IOC is ready right now
+        rows = [(*row, ready.get(i.name, {}).get("ready_by", "")) for row, i in zip(rows, instances)]
+        columns += ("ready by",)
+    return f"fleet {fleet} on {backend}:\n" + table(columns, rows)

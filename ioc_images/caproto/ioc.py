@@ -112,6 +112,11 @@ async def serve(spec: IocSpec) -> None:
 
 
 def main() -> None:
+    if os.environ.get("IOCFLEET_GROUP"):  # a user's PVGroup instead of declared PVs
+        from iocfleet_ioc import usergroup
+
+        asyncio.run(usergroup.serve(os.environ, ListeningContext))
+        return
     spec = report.load_or_exit(os.environ, RUNTIME)
     warning = report.ensure_array_bytes(spec, os.environ)
     if warning:

@@ -80,6 +80,9 @@ def main() -> None:
     dispatcher = asyncio_dispatcher.AsyncioDispatcher()
     records = build_records(builder, spec)
     builder.LoadDatabase()
+    from iocfleet_ioc.dbload import load_databases
+
+    load_databases(softioc, os.environ)  # the fleet file's .db files (IOCFLEET_DB), before iocInit
     softioc.iocInit(dispatcher, enable_pva=False)
 
     def write(name: str, value) -> None:

@@ -71,8 +71,25 @@ class ImageInfo:
 
 
 def image_of(ioc: PlannedIOC, info: ImageInfo) -> str:
-    """The image an IOC runs (`identity.image_ref` with the exported tags)."""
+    """The image an IOC runs (`identity.image_ref` with the exported tags: its own `image` if set, always for
+    the `image` runtime, else its runtime's). Refuses IOCs that need host files or container options an
+    export does not carry (real IOCs)."""
+    _refuse_uncarried(ioc)
     return identity.image_ref(ioc, info.tag)
+
+
+def _refuse_uncarried(ioc: PlannedIOC) -> None:
+    """An exported IOC would run without its mounts, databases or group code: refuse instead (exit 2)."""
+    from orchestrator.errors import UsageError
+
+    used = [name for name, value in (("mounts", ioc.mounts), ("db", ioc.db),
+                                     ("python_path", ioc.group and ioc.group.python_path),
+                                     ("entrypoint", ioc.entrypoint), ("workdir", ioc.workdir),
+                                     ("stdin_open", ioc.stdin_open)) if value]
+    if used:
+        raise UsageError(f"IOC {ioc.name} uses {', '.join(used)}, which exports do not carry yet",
+                         f"iocs[{ioc.declared_as}]", "run it with `iocfleet up`, or build an image that holds "
+                         "its files and settings (docs/real-iocs.md)")
 
 
 def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:
@@ -85,7 +102,7 @@ def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:
 def health_argv(ioc: PlannedIOC) -> list[str] | None:
     """The command that exits 0 when the IOC answers a CA read of its HEARTBEAT; None for `image` IOCs."""
     snippet = HEALTH_SNIPPETS.get(ioc.runtime)
-    if snippet is None:
+    if snippet is None or not ioc.builtin:  # only iocfleet's own programs serve HEARTBEAT
         return None
     return ["python3", "-c", snippet, ioc.prefix + "HEARTBEAT"]
 

@@ -72,7 +72,11 @@ def _duplicate_pvs(plan: Plan) -> list[Finding]:
             owners[pv].append(ioc.name)
     out = []
     for pv, iocs in owners.items():
-        if len(iocs) > 1:
+        if len(iocs) > 1 and len(set(iocs)) == 1:  # a .db record that is also a declared PV, or in two .db files
+            out.append(Finding("duplicate-pv", ERROR, f"PV {pv} is defined {len(iocs)} times in IOC {iocs[0]} "
+                               "(its declared pvs, .db records or group PVs)",
+                               "keep one definition: remove the declared PV or rename the record", "R14", (iocs[0],)))
+        elif len(iocs) > 1:
             out.append(Finding("duplicate-pv", ERROR, f"PV {pv} is served by {len(iocs)} IOCs: {', '.join(iocs)}",
                                "give each IOC a unique prefix; clients connect to whichever answers first",
                                "R14", tuple(iocs)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.findings import Finding
-from orchestrator.spec.model import STANDARD_PVS, Limits, PVSpec
+from orchestrator.spec.model import STANDARD_PVS, DbLoad, GroupSpec, Limits, Mount, PVSpec
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,27 @@ class PlannedIOC:
     user: str | None = None
     limits: Limits = field(default_factory=Limits)
     restart: str = "on-failure"
+    readiness: str = "pvs"  # pvs: read every PV | server: its CA server is up | none: do not wait
+    builtin: bool = True  # iocfleet's own program runs it (and serves HEARTBEAT and UPTIME)
+    extra_pvs: tuple[str, ...] = ()  # full names from .db records or the user's PVGroup
+    entrypoint: tuple[str, ...] = ()
+    workdir: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    stdin_open: bool = False
+    db: tuple[DbLoad, ...] = ()
+    group: GroupSpec | None = None
 
     @property
     def pv_names(self) -> tuple[str, ...]:
-        """Every PV this IOC serves: the declared ones, then the standard HEARTBEAT and UPTIME."""
-        return tuple(self.prefix + p.name for p in self.pvs) + tuple(self.prefix + s for s in STANDARD_PVS)
+        """Every PV this IOC serves: the declared ones, its .db records or group PVs, then (iocfleet's own
+        programs only) the standard HEARTBEAT and UPTIME."""
+        standard = tuple(self.prefix + s for s in STANDARD_PVS) if self.builtin else ()
+        return tuple(self.prefix + p.name for p in self.pvs) + self.extra_pvs + standard
+
+    @property
+    def ready_names(self) -> tuple[str, ...]:
+        """The PVs readiness reads: all of them for `pvs` readiness, none otherwise."""
+        return self.pv_names if self.readiness == "pvs" else ()
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -61,7 +77,16 @@ class PlannedIOC:
             "command": list(self.command),
             "user": self.user,
             "restart": self.restart,
+            "readiness": self.readiness,
+            **self._real_dict(),
         }
+
+    def _real_dict(self) -> dict:
+        """The real-IOC fields, only when set (plans of built-in IOCs keep their keys and hashes)."""
+        data = {"entrypoint": list(self.entrypoint), "workdir": self.workdir,
+                "mounts": [m.to_dict() for m in self.mounts], "stdin_open": self.stdin_open,
+                "db": [d.to_dict() for d in self.db], "group": self.group.to_dict() if self.group else None}
+        return {k: v for k, v in data.items() if v}
 
 
 @dataclass(frozen=True)

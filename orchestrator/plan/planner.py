@@ -266,14 +266,20 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         ("EPICS_CA_AUTO_ADDR_LIST", "NO"),
         ("EPICS_CA_ADDR_LIST", dict(client_env)["EPICS_CA_ADDR_LIST"]),
     )
-    if ioc.runtime != "image":
+    if ioc.builtin:
         payload = {"name": name, "prefix": prefix, "pvs": [_pv_payload(p) for p in ioc.pvs]}
         env += (("IOCFLEET_IOC", json.dumps(payload, separators=(",", ":"))),)
+    env += _real_env(ioc, prefix)
     env += ioc.env
+    extra = tuple(r for d in ioc.db for r in d.records) + (
+        tuple(prefix + n for n in ioc.group.pvs) if ioc.group else ())
     return PlannedIOC(
         name=name, runtime=ioc.runtime, prefix=prefix, declared_as=ioc.name, udp_port=port,
         tcp_port=port if strategy != "shared-port" else None, bind=binds, env=env, pvs=ioc.pvs,
         image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits, restart=ioc.restart,
+        readiness=ioc.readiness, builtin=ioc.builtin, extra_pvs=tuple(dict.fromkeys(extra)),
+        entrypoint=ioc.entrypoint, workdir=ioc.workdir, mounts=ioc.mounts, stdin_open=ioc.stdin_open,
+        db=ioc.db, group=ioc.group,
     )
 
 
@@ -293,3 +299,17 @@ def choose_repeater(snapshot: HostSnapshot, say) -> Repeater:
                             "runs its own on the host's UDP 5065 before the IOCs start")
     say("R12", f"CA repeater: {repeater.reason}.")
     return repeater
+
+
+def _real_env(ioc: IOCSpec, prefix: str) -> tuple[tuple[str, str], ...]:
+    """IOCFLEET_DB (databases to load before iocInit) and IOCFLEET_GROUP (the user's PVGroup), with host
+    paths; the docker backend rewrites them to where it mounts the files (ioc_images/common/iocfleet_ioc)."""
+    out: tuple[tuple[str, str], ...] = ()
+    if ioc.db:
+        loads = [{"file": d.file, "macros": dict(d.macros)} for d in ioc.db]
+        out += (("IOCFLEET_DB", json.dumps(loads, separators=(",", ":"))),)
+    if ioc.group:
+        group = {"module": ioc.group.module, "python_path": ioc.group.python_path,
+                 "kwargs": json.loads(ioc.group.kwargs), "prefix": prefix}
+        out += (("IOCFLEET_GROUP", json.dumps(group, separators=(",", ":"))),)
+    return out

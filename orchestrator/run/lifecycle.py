@@ -19,6 +19,7 @@ from orchestrator.errors import ReachIncomplete, ReadinessTimeout, RefusedError
 from orchestrator.plan.onhost import PlannedFleet
 from orchestrator.plan.model import PlannedIOC
 from orchestrator.run.readiness import ReadyReport, wait_ready
+from orchestrator.run.serverup import listener_evidence
 
 LOG_LINES_ON_TIMEOUT = 20
 
@@ -67,7 +68,7 @@ class UpResult:
                 "state": inst.state if inst else "missing", "container": inst.container if inst else None,
                 "pid": inst.pid if inst else None, "tcp_port": inst.tcp_port if inst else None,
                 "pvs_ready": len(item.ready), "pvs_total": len(item.ready) + len(item.missing),
-                "missing": list(item.missing),
+                "missing": list(item.missing), "readiness": item.mode, "ready_by": item.how(),
             })
         return {"fleet": self.fleet, "backend": self.backend, "ready": self.ready, "iocs": iocs,
                 "client_env": self.client_env, "diff": self.diff.to_dict(),
@@ -127,7 +128,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             _start_all(backend, plan, to_start, hashes, progress, repeater)
             if _name_server(backend, plan, actual, progress):
                 starting.add(NAME_SERVER)
-            report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
+            report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet),
+                                server_up=listener_evidence(backend, plan))
             result.report = report
             result.instances = backend.instances(plan.fleet)
             if report.read_all and report.partial_paths():
@@ -224,7 +226,14 @@ def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instanc
         if item.complete:
             continue
         inst = by_name.get(item.name)
-        state = f"{inst.state}, exit code {inst.exit_code}" if inst else "missing"
+        state = "missing" if inst is None else inst.state + (
+            f", exit code {inst.exit_code}" if inst.exit_code is not None else "")
+        if item.mode == "server" and not item.missing:
+            parts.append(f"  {item.name} ({state}): readiness server: no TCP listener"
+                         f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'} appeared")
+            if inst:
+                parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
+            continue
         parts.append(f"  {item.name} ({state}): {len(item.missing)} of {len(item.missing) + len(item.ready)} "
                      f"PVs never answered: {', '.join(item.missing[:8])}{' ...' if len(item.missing) > 8 else ''}")
         if inst:

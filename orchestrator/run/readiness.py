@@ -27,10 +27,20 @@ class IOCReadiness:
     name: str
     ready: tuple[str, ...]
     missing: tuple[str, ...]
+    mode: str = "pvs"  # the IOC's readiness: pvs | server | none
+    evidence: str = ""  # for `server` readiness: what showed the CA server is up ("" while it is not)
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.missing and (self.mode != "server" or bool(self.evidence))
+
+    def how(self) -> str:
+        """How this IOC was judged ready, in words (for `up`)."""
+        if self.mode == "none":
+            return "not waited for (readiness: none)"
+        if self.mode == "server":
+            return self.evidence or "CA server not seen yet"
+        return f"{len(self.ready)}/{len(self.ready) + len(self.missing)} PVs read"
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ class ReadyReport:
     def partial_paths(self) -> tuple[PathReach, ...]:
         return tuple(p for p in self.paths if not p.full)
 
+    def with_evidence(self, evidence: dict[str, str]) -> "ReadyReport":
+        """The report with server evidence filled in for the IOCs it names."""
+        from dataclasses import replace
+
+        return replace(self, iocs=tuple(replace(i, evidence=evidence.get(i.name, i.evidence)) for i in self.iocs))
+
     def ioc(self, name: str) -> IOCReadiness:
         return next(i for i in self.iocs if i.name == name)
 
@@ -101,38 +117,51 @@ def wait_ready(plan: Plan, timeout: float, names: dict[str, Sequence[str]] | Non
                progress: Callable[[ReadyReport], None] | None = None,
                clock: Callable[[], float] = time.monotonic, search_window: float = 0.25,
                give_up: Callable[[ReadyReport], bool] | None = None,
+               server_up: Callable[..., dict[str, str]] | None = None,
                sleep: Callable[[float], None] = time.sleep, sweeper=None) -> ReadyReport:
     """Probe until every PV of every IOC (or of `names`: IOC -> PVs) is read, or `timeout` passes; then
     judge full reach per address-list entry (`report.paths`).
 
-    `give_up(report)` may end the wait early (e.g. an IOC exited for good). Returns the last report
-    either way; the caller decides what a timeout or a partial path means. `clock` and `sleep` go
-    together: pacing sleeps on `sleep`, so a test's clock is never outrun by a real sleep. `sweeper`:
-    ca.sweep.sweep or a stand-in with its signature (tests sweep from a namespace).
+    IOCs with `readiness: server` have no PVs to read: `server_up(names, known=servers located so far,
+    pvs_done=whether every PV was read)` returns, for those of them whose CA server is up, the evidence
+    (a TCP listener, a beacon; run/serverup.py); without `server_up` they are not waited for. IOCs with
+    `readiness: none` are not waited for. `give_up(report)` may end the wait early (e.g. an IOC exited for
+    good). Returns the last report either way; the caller decides what a timeout or a partial path means.
+    `clock` and `sleep` go together: pacing sleeps on `sleep`, so a test's clock is never outrun by a real
+    sleep. `sweeper`: ca.sweep.sweep or a stand-in with its signature (tests sweep from a namespace).
     """
     start = clock()
-    wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.pv_names for i in plan.iocs}
+    wanted = {i.name: tuple(names[i.name]) if names and i.name in names else i.ready_names for i in plan.iocs}
+    modes = {i.name: i.readiness if server_up is not None else ("none" if i.readiness == "server" else i.readiness)
+             for i in plan.iocs}
+    evidence: dict[str, str] = {}
+    known: set = set()  # (address, TCP port) of the servers that answered for the fleet's PVs
     ready: dict[str, set[str]] = {n: set() for n in wanted}
     destinations = client_destinations(plan.client_env_dict())
-    report = _report(wanted, ready, 0.0)
+    report = _report(wanted, ready, 0.0, modes, evidence)
     while True:
         pending = [pv for ioc, pvs in wanted.items() for pv in pvs if pv not in ready[ioc]]
-        if not pending:
+        servers = [n for n, m in modes.items() if m == "server" and n not in evidence]
+        if not pending and not servers:
+            report = _report(wanted, ready, clock() - start, modes, evidence)
             break
         pass_started = clock()
-        for server, pvs in locate(pending, destinations, search_window).items():
+        if servers:
+            evidence.update(server_up(servers, known=set(known), pvs_done=not pending))
+        for server, pvs in (locate(pending, destinations, search_window) if pending else {}).items():
             for name, outcome in _read(server, pvs).items():
                 if outcome.ok:
+                    known.add(server)
                     for ioc, pvs_of_ioc in wanted.items():
                         if name in pvs_of_ioc:
                             ready[ioc].add(name)
-        report = _report(wanted, ready, clock() - start)
+        report = _report(wanted, ready, clock() - start, modes, evidence)
         if progress:
             progress(report)
         if report.ready or clock() - start >= timeout or (give_up is not None and give_up(report)):
             break
         _pace(pass_started + search_window, clock, sleep)
-    if report.read_all and destinations:
+    if report.read_all and destinations and any(wanted.values()):
         report = replace(report, paths=full_reach(plan, wanted, destinations, sweeper), elapsed=clock() - start)
     return report
 
@@ -206,7 +235,9 @@ def _read(server, pvs):
     return read_channels(server, pvs, timeout=2.0)
 
 
-def _report(wanted, ready, elapsed) -> ReadyReport:
+def _report(wanted, ready, elapsed, modes=None, evidence=None) -> ReadyReport:
+    modes, evidence = modes or {}, evidence or {}
     return ReadyReport(tuple(IOCReadiness(ioc, tuple(p for p in pvs if p in ready[ioc]),
-                                          tuple(p for p in pvs if p not in ready[ioc]))
+                                          tuple(p for p in pvs if p not in ready[ioc]),
+                                          modes.get(ioc, "pvs"), evidence.get(ioc, ""))
                              for ioc, pvs in wanted.items()), elapsed)

@@ -111,3 +111,20 @@ def own_pids(instances) -> frozenset[int]:
     from orchestrator import host
 
     return frozenset(p for inst in instances if inst.pid for p in host.process_family(inst.pid, with_parent=True))
+
+
+def readiness_now(fleet_file: str | None, backend) -> dict[str, dict]:
+    """For `status FLEET-FILE`: each IOC's readiness mode and, from one probe pass now, how it is ready
+    (`3/3 PVs read`, `server: TCP listener on port N`). Empty when no readable fleet file was given."""
+    from orchestrator.plan.onhost import plan_file
+    from orchestrator.run.readiness import wait_ready
+    from orchestrator.run.serverup import listener_evidence
+
+    if not fleet_file or not Path(fleet_file).is_file():
+        return {}
+    try:
+        plan = plan_file(fleet_file, ioc_uid=backend.ioc_uid).plan
+    except Exception:  # noqa: BLE001 - status must work with a broken or changed file: it just says less
+        return {}
+    report = wait_ready(plan, timeout=0.0, server_up=listener_evidence(backend, plan))
+    return {i.name: {"readiness": i.mode, "ready": i.complete, "ready_by": i.how()} for i in report.iocs}

@@ -8,13 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.errors import RefusedError, UsageError
+from orchestrator.paths import state_root
 
-
-def state_root(environ=None) -> Path:
-    """$XDG_STATE_HOME/iocfleet (default ~/.local/state/iocfleet)."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "iocfleet"
+__all__ = ["state_root", "fleet_dir", "make_dir", "fleet_lock"]
 
 
 def fleet_dir(fleet: str, environ=None) -> Path:

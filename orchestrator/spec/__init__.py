@@ -1,6 +1,6 @@
 """The fleet file: its types (`model`), reading it (`load`: YAML with line numbers from `yamlsource`),
 validation (`validate`, `pvs`, `fields`) and the JSON Schema (`schema`). The bottom layer: imports nothing
-of iocfleet but `errors`.
+of iocfleet but `errors` and `paths` (a mount must not expose the state directory).
 
 `from orchestrator import spec` gives the whole face: `spec.load(path)`, `spec.parse(text)`,
 `spec.from_dict(data)` and the types (`spec.FleetSpec`, ...).

@@ -15,6 +15,7 @@ CLIENT_PLACES = ("auto", "same-host", "subnet", "routed")
 PV_TYPES = ("float", "int", "str", "enum")
 SIMULATIONS = ("sine", "ramp", "noise", "counter")
 STANDARD_PVS = ("HEARTBEAT", "UPTIME")
+READINESS = ("pvs", "server", "none")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,49 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host folder or file made visible in an IOC container (`source` is absolute after validation)."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DbLoad:
+    """One EPICS database of a softioc IOC: the file (absolute), its macros, and the records it defines."""
+
+    file: str
+    macros: tuple[tuple[str, str], ...] = ()
+    records: tuple[str, ...] = ()  # full record names and aliases after macro expansion
+    digest: str = ""  # of the file and its includes: a changed database recreates the IOC
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "macros": dict(self.macros), "records": list(self.records),
+                "digest": self.digest}
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A user's caproto PVGroup: `module` is "pkg.mod:Class", importable from `python_path`."""
+
+    module: str
+    python_path: str | None = None  # absolute folder, mounted read-only in containers
+    kwargs: str = "{}"  # JSON text of the keyword arguments (kept as text: frozen and hashable)
+    pvs: tuple[str, ...] = ()  # the names the group declares, without the IOC prefix
+    digest: str = ""  # of the .py files under python_path: changed code recreates the IOC
+
+    def to_dict(self) -> dict:
+        import json
+
+        return {"module": self.module, "python_path": self.python_path, "kwargs": json.loads(self.kwargs),
+                "pvs": list(self.pvs), "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class IOCSpec:
     """One IOC as declared in the fleet file (before replica expansion)."""
 
@@ -61,6 +105,18 @@ class IOCSpec:
     restart: str = "on-failure"
     host: str | None = None  # a name from `hosts:`; None: this machine
     line: int = 0
+    entrypoint: tuple[str, ...] = ()
+    workdir: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    stdin_open: bool = False
+    readiness: str = "pvs"  # pvs | server | none (resolved: the default is filled in)
+    db: tuple[DbLoad, ...] = ()
+    group: GroupSpec | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """Whether iocfleet's own IOC program runs it (and so serves HEARTBEAT and UPTIME)."""
+        return self.runtime in ("caproto", "softioc") and self.group is None
 
     def to_dict(self) -> dict:
         return {
@@ -76,6 +132,13 @@ class IOCSpec:
             "limits": asdict(self.limits),
             "restart": self.restart,
             "host": self.host,
+            "entrypoint": list(self.entrypoint),
+            "workdir": self.workdir,
+            "mounts": [m.to_dict() for m in self.mounts],
+            "stdin_open": self.stdin_open,
+            "readiness": self.readiness,
+            "db": [d.to_dict() for d in self.db],
+            "group": self.group.to_dict() if self.group else None,
         }
 
 

@@ -20,7 +20,9 @@ STRING_VALUE_MAX = 39
 PV_KEYS = ("name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable")
 
 
-def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[PVSpec]:
+def check_pvs(item: dict, where: str, prefix: str, problems: Problems,
+              reserved: tuple[str, ...] = STANDARD_PVS) -> list[PVSpec]:
+    """The IOC's declared PVs; `reserved` names (HEARTBEAT, UPTIME of iocfleet's programs) are refused."""
     pvs = item.get("pvs", [])
     if pvs is None:
         pvs = []
@@ -41,8 +43,8 @@ def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[P
         spec = _pv(pv, pwhere, line, longest_prefix, problems)
         if spec is None:
             continue
-        if spec.name in seen or spec.name in STANDARD_PVS:
-            why = "is served by every IOC" if spec.name in STANDARD_PVS else "is declared twice in this IOC"
+        if spec.name in seen or spec.name in reserved:
+            why = "is served by every IOC iocfleet's programs run" if spec.name in reserved else "is declared twice in this IOC"
             problems.add(line_of(pv, "name"), f"{pwhere}.name", f"PV {spec.name!r} {why}", "rename or remove it")
         seen.add(spec.name)
         result.append(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from orchestrator.spec import model as spec
 from orchestrator.spec import pvs as specpvs
+from orchestrator.spec import real
 from orchestrator.spec import validate as specrules
 from orchestrator.spec.fields import NAME_RE
 
@@ -56,6 +57,25 @@ def fleet_schema() -> dict:
                            "pids": {"type": "integer", "minimum": 16, "maximum": 65536}}),
         "restart": {"enum": list(spec.RESTART_POLICIES), "default": "on-failure"},
         "host": {"type": "string"},
+        # real IOCs (docs/real-iocs.md)
+        "readiness": {"enum": list(spec.READINESS),
+                      "description": "pvs: read every PV; server: its CA server is up; none: do not wait"},
+        "entrypoint": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "image only"},
+        "workdir": {"type": "string", "pattern": "^/", "description": "image only"},
+        "mounts": {"type": "array", "items": _closed({
+            "source": {"type": "string", "minLength": 1, "description": "host path, relative to the fleet file"},
+            "target": {"type": "string", "pattern": "^/"},
+            "read_only": {"type": "boolean", "default": True}}, ("source", "target"))},
+        "stdin_open": {"type": "boolean", "default": False, "description": "image only"},
+        "db": {"type": "array", "description": "softioc only: EPICS databases loaded before iocInit",
+               "items": {"oneOf": [{"type": "string"}, _closed({
+                   "file": {"type": "string", "minLength": 1},
+                   "macros": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}},
+                   ("file",))]}},
+        "module": {"type": "string", "pattern": real.MODULE_RE.pattern,
+                   "description": "caproto only: your PVGroup, package.module:Class"},
+        "python_path": {"type": "string", "description": "folder the module is importable from"},
+        "kwargs": {"type": "object", "description": "keyword arguments of the PVGroup"},
     }, ("name", "prefix"), "one IOC (or a set of replicas)")
     network = _closed({
         "interface": {"type": "string", "default": "auto", "maxLength": 15},

@@ -8,7 +8,9 @@ import re
 from orchestrator.errors import SpecError
 from orchestrator.spec.model import CLIENT_PLACES, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
 from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, line_of, type_name, unknown_keys
+from orchestrator.spec.model import STANDARD_PVS
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
+from orchestrator.spec.real import check_real, resolve_readiness
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_REPLICAS = 256
@@ -23,13 +25,16 @@ PLAN_OWNED_ENV = (
     "EPICS_CAS_BEACON_PORT",
     "EPICS_CA_REPEATER_PORT",
     "IOCFLEET_IOC",
+    "IOCFLEET_DB",
+    "IOCFLEET_GROUP",
 )
 
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
 NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
 IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "limits", "restart",
-            "host")
+            "host", "entrypoint", "workdir", "mounts", "stdin_open", "readiness", "db", "module", "python_path",
+            "kwargs")
 LIMIT_KEYS = ("memory", "pids")
 
 
@@ -177,7 +182,12 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "runtime"), f"{where}.runtime", f"unknown runtime {runtime!r}",
                      f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(RUNTIMES)}")
         runtime = "caproto"
-    prefix = _prefix(item, where, problems)
+    if item.get("prefix") is None and (runtime == "image" or "db" in item or "module" in item):
+        # real IOCs name their PVs themselves: the prefix is optional (a .db softioc's own HEARTBEAT and
+        # UPTIME then live under NAME:, so two such IOCs do not collide)
+        prefix = f"{name}:" if runtime == "softioc" and name else ""
+    else:
+        prefix = _prefix(item, where, problems)
     replicas = check_int(item, "replicas", f"{where}.replicas", 1, 1, MAX_REPLICAS, problems,
                     f"use 1 to {MAX_REPLICAS} replicas per IOC entry")
     image = item.get("image")
@@ -195,7 +205,12 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "user"), f"{where}.user", f"{user!r} is not a user",
                      "use a numeric UID[:GID] (all IOCs of a shared port need the same UID, R2)")
         user = None
-    pvs = check_pvs(item, where, prefix, problems)
+    builtin = runtime in ("caproto", "softioc") and "module" not in item
+    pvs = check_pvs(item, where, prefix, problems, reserved=STANDARD_PVS if builtin else ())
+    real = check_real(item, where, runtime, prefix, len(pvs), problems.source, problems)
+    served = len(pvs) + sum(len(d.records) for d in real.get("db", ())) + (
+        len(real["group"].pvs) if real.get("group") else 0) + (2 if builtin else 0)
+    real["readiness"] = resolve_readiness(item, where, served, problems)
     restart = check_choice(item, "restart", f"{where}.restart", RESTART_POLICIES, "on-failure", problems)
     host = item.get("host")
     if host is not None and not isinstance(host, str):
@@ -203,7 +218,7 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         host = None
     return IOCSpec(name=name, runtime=runtime, prefix=prefix, replicas=replicas, pvs=tuple(pvs),
                    image=image, command=command, env=env, user=None if user is None else str(user),
-                   limits=_limits(item, where, problems), restart=restart, host=host, line=line)
+                   limits=_limits(item, where, problems), restart=restart, host=host, line=line, **real)
 
 
 def _prefix(item: dict, where: str, problems: Problems) -> str:

@@ -21,7 +21,10 @@ from orchestrator.run.instance import Instance
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
     "tmpfs", "cap_drop", "security_opt", "restart_policy", "mem_limit", "pids_limit", "init", "stop_signal",
+    "entrypoint", "working_dir", "mounts", "stdin_open",
 })
+DB_TARGET = "/iocfleet/db"  # database folders, one per `db` entry, read-only
+GROUP_TARGET = "/iocfleet/user"  # the PVGroup's python_path, read-only
 ON_FAILURE_RETRIES = 5
 
 
@@ -81,10 +84,47 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
         kwargs["mem_limit"] = ioc.limits.memory
     if ioc.limits.pids:
         kwargs["pids_limit"] = ioc.limits.pids
+    kwargs.update(real_kwargs(ioc))
     unknown = set(kwargs) - ALLOWED_RUN_KEYS
     if unknown:  # a programming error, never user input: user input only fills values
         raise AssertionError(f"run_kwargs produced keys outside the allow-list: {sorted(unknown)}")
     return kwargs
+
+
+def real_kwargs(ioc: PlannedIOC) -> dict:
+    """The real-IOC part of `containers.run`: entrypoint, workdir, stdin, and bind mounts (the fleet
+    file's, each database's folder and the PVGroup's python_path) with IOCFLEET_DB/GROUP rewritten to
+    the paths inside the container."""
+    import json
+    from pathlib import Path
+
+    from docker.types import Mount
+
+    out: dict = {}
+    if ioc.entrypoint:
+        out["entrypoint"] = list(ioc.entrypoint)
+    if ioc.workdir:
+        out["working_dir"] = ioc.workdir
+    if ioc.stdin_open:
+        out["stdin_open"] = True
+    mounts = [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in ioc.mounts]
+    env = ioc.env_dict()
+    if ioc.db:
+        loads = json.loads(env["IOCFLEET_DB"])
+        for index, load in enumerate(loads):
+            folder = f"{DB_TARGET}/{index}"
+            mounts.append(Mount(folder, str(Path(load["file"]).parent), type="bind", read_only=True))
+            load["file"] = f"{folder}/{Path(load['file']).name}"
+        env["IOCFLEET_DB"] = json.dumps(loads, separators=(",", ":"))
+    if ioc.group and ioc.group.python_path:
+        group = json.loads(env["IOCFLEET_GROUP"])
+        mounts.append(Mount(GROUP_TARGET, ioc.group.python_path, type="bind", read_only=True))
+        group["python_path"] = GROUP_TARGET
+        env["IOCFLEET_GROUP"] = json.dumps(group, separators=(",", ":"))
+    if mounts:
+        out["mounts"] = mounts
+        out["environment"] = env
+    return out
 
 
 def restart_policy(policy: str) -> dict:

@@ -68,6 +68,12 @@ class ProcessBackend:
         if images:
             raise UsageError(f"IOC(s) {', '.join(images)} use runtime `image`, which needs containers",
                              "--backend process", "use --backend docker with a running Docker Engine")
+        for ioc in iocs:
+            ignored = [name for name, value in (("image", ioc.image), ("user", ioc.user), ("command", ioc.command),
+                                                ("limits", ioc.limits.memory or ioc.limits.pids)) if value]
+            if ignored:  # a process cannot honour them: refuse rather than run something else than asked
+                raise UsageError(f"IOC {ioc.name} sets {', '.join(ignored)}, which only containers honour",
+                                 "--backend process", f"use --backend docker, or remove {ignored[0]} from it")
 
     def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
