@@ -137,7 +137,7 @@ def client_entries(plan: Plan) -> list[tuple[str, int]]:
     out = []
     for entry in env.get("EPICS_CA_ADDR_LIST", "").split():
         host, _, port = entry.partition(":")
-        out.append((host, int(port) if port.isdigit() else default_port))
+        out.append((host, int(port) if port.isascii() and port.isdigit() and len(port) <= 6 else default_port))
     return out
 
 

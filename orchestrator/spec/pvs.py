@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.spec.model import PV_TYPES, SIMULATIONS, STANDARD_PVS, PVSpec
-from orchestrator.spec.fields import Problems, check_int, line_of, type_name, unknown_keys
+from orchestrator.spec.fields import Problems, check_int, line_of, show, type_name, unknown_keys
 
 # EPICS record and PV names: at most 60 characters (PVNAME_STRINGSZ 61 with the NUL), no spaces, quotes
 # or macro characters. EPICS base also accepts `+`, but our IOC images refuse it (iocfleet_ioc/spec.py),
@@ -43,7 +43,7 @@ def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[P
             continue
         if spec.name in seen or spec.name in STANDARD_PVS:
             why = "is served by every IOC" if spec.name in STANDARD_PVS else "is declared twice in this IOC"
-            problems.add(line_of(pv, "name"), f"{pwhere}.name", f"PV {spec.name!r} {why}", "rename or remove it")
+            problems.add(line_of(pv, "name"), f"{pwhere}.name", f"PV {show(spec.name)} {why}", "rename or remove it")
         seen.add(spec.name)
         result.append(spec)
     return result
@@ -57,15 +57,15 @@ def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVS
     if not isinstance(name, str) or not name:
         problems.add(nline, f"{where}.name", "missing or empty", "add `name: TEMP` (the part after the prefix)")
         return None
-    if not PV_CHARS.match(name):
-        problems.add(nline, f"{where}.name", f"{name!r} has characters not allowed in PV names",
+    if not PV_CHARS.fullmatch(name):
+        problems.add(nline, f"{where}.name", f"{show(name)} has characters not allowed in PV names",
                      "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
     elif len(prefix) + len(name) > PV_NAME_MAX:
-        problems.add(nline, f"{where}.name", f"full name {prefix + name!r} has {len(prefix) + len(name)} characters",
+        problems.add(nline, f"{where}.name", f"full name {show(prefix + name)} has {len(prefix) + len(name)} characters",
                      f"keep prefix + name within {PV_NAME_MAX} characters (EPICS PVNAME_STRINGSZ)")
     ptype = pv.get("type", "float")
     if ptype not in PV_TYPES:
-        problems.add(line_of(pv, "type"), f"{where}.type", f"unknown type {ptype!r}", f"use one of: {', '.join(PV_TYPES)}")
+        problems.add(line_of(pv, "type"), f"{where}.type", f"unknown type {show(ptype)}", f"use one of: {', '.join(PV_TYPES)}")
         ptype = "float"
     count = check_int(pv, "count", f"{where}.count", 1, 1, MAX_COUNT, problems, f"use a count from 1 to {MAX_COUNT}")
     if count > 1 and ptype in ("str", "enum"):
@@ -73,14 +73,14 @@ def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVS
                      "use count 1, or type float/int for arrays")
     sim = pv.get("sim")
     if sim is not None and sim not in SIMULATIONS:
-        problems.add(line_of(pv, "sim"), f"{where}.sim", f"unknown simulation {sim!r}", f"use one of: {', '.join(SIMULATIONS)}")
+        problems.add(line_of(pv, "sim"), f"{where}.sim", f"unknown simulation {show(sim)}", f"use one of: {', '.join(SIMULATIONS)}")
         sim = None
     if sim is not None and ptype in ("str", "enum"):
         problems.add(line_of(pv, "sim"), f"{where}.sim", f"cannot simulate a {ptype} PV",
                      "remove `sim`, or make the PV float/int")
     rate = pv.get("rate_hz", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= MAX_RATE_HZ:
-        problems.add(line_of(pv, "rate_hz"), f"{where}.rate_hz", f"{rate!r} is not a rate in (0, {MAX_RATE_HZ:g}] Hz",
+        problems.add(line_of(pv, "rate_hz"), f"{where}.rate_hz", f"{show(rate)} is not a rate in (0, {MAX_RATE_HZ:g}] Hz",
                      "use a number such as 1 or 10")
         rate = 1.0
     enum_strings = _enum_strings(pv, where, ptype, problems)
@@ -138,6 +138,6 @@ def _value(pv: dict, where: str, ptype: str, count: int, enum_strings: tuple[str
             "str": f"a string of at most {STRING_VALUE_MAX} bytes",
             "enum": "one of the enum strings or its index",
         }[ptype]
-        problems.add(line, f"{where}.value", f"{value!r} does not fit type {ptype}", f"use {hint}")
+        problems.add(line, f"{where}.value", f"{show(value)} does not fit type {ptype}", f"use {hint}")
         return None
     return list(value) if isinstance(value, list) else value

@@ -7,11 +7,15 @@ import re
 
 from orchestrator.errors import SpecError
 from orchestrator.spec.model import CLIENT_PLACES, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
-from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, line_of, type_name, unknown_keys
+from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, line_of, show, type_name, unknown_keys
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_REPLICAS = 256
+# Whole-fleet caps (issue 13, classes 1 and 13): the plan, the probe and `up` grow with IOC instances
+# and served PVs; past these a fleet file is a mistake or an attack (aliases make large ones cheap to write).
+MAX_TOTAL_IOCS = 1024
+MAX_TOTAL_PVS = 100_000
 MEMORY_RE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
 # Variables the plan owns: a fleet file that set them would silently break the plan.
 PLAN_OWNED_ENV = (
@@ -36,16 +40,20 @@ LIMIT_KEYS = ("memory", "pids")
 def validate_text(text: str, source: str) -> FleetSpec:
     from yaml import YAMLError
 
-    from orchestrator.spec.yamlsource import load_yaml
+    from orchestrator.spec.yamlsource import LimitError, load_yaml
 
     if not text.strip():
         raise SpecError([f"{source}:1: file: empty — write a fleet with `fleet:` and `iocs:` (see docs/fleet-file.md)"])
     try:
         loaded = load_yaml(text)
+    except LimitError as exc:
+        raise SpecError([f"{source}:{exc.line}: file: {exc.problem} — {exc.fix}"])
+    except (RecursionError, MemoryError, ValueError) as exc:  # the YAML library's own limits (int digits)
+        raise SpecError([f"{source}:1: file: cannot be read ({type(exc).__name__}) — simplify the YAML"])
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 1
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        what = show(getattr(exc, "problem", None) or str(exc).splitlines()[0], 120).strip("'\"")
         raise SpecError([f"{source}:{line}: file: not valid YAML ({what}) — fix the YAML syntax at that line"])
     problems = Problems(source)
     for line, key in loaded.duplicate_keys:
@@ -70,14 +78,26 @@ def _validate(data, problems: Problems) -> FleetSpec:
     network = _network(data.get("network"), line_of(data, "network"), problems)
     hosts = _hosts(data, problems)
     iocs = _iocs(data, problems)
+    _totals(iocs, line_of(data, "iocs"), problems)
     known_hosts = {h.name for h in hosts}
     for index, ioc in enumerate(iocs):
         if ioc.host is not None and ioc.host not in known_hosts:
-            problems.add(ioc.line, f"iocs[{index}].host", f"unknown host {ioc.host!r}",
+            problems.add(ioc.line, f"iocs[{index}].host", f"unknown host {show(ioc.host)}",
                          f"declare it under `hosts:` ({', '.join(sorted(known_hosts)) or 'none declared'})")
     if problems.lines:
         raise SpecError(problems.lines)
     return FleetSpec(name=name, network=network, iocs=tuple(iocs), source=problems.source, hosts=tuple(hosts))
+
+
+def _totals(iocs: list[IOCSpec], line: int, problems: Problems) -> None:
+    instances = sum(i.replicas for i in iocs)
+    if instances > MAX_TOTAL_IOCS:
+        problems.add(line, "iocs", f"{instances} IOC instances (replicas counted) is over the limit of {MAX_TOTAL_IOCS}",
+                     "split the fleet into several fleets")
+    served = sum(i.replicas * (len(i.pvs) + 2) for i in iocs)  # + HEARTBEAT and UPTIME
+    if served > MAX_TOTAL_PVS:
+        problems.add(line, "iocs", f"{served} served PVs (replicas counted) is over the limit of {MAX_TOTAL_PVS}",
+                     "use fewer replicas or PVs, or split the fleet")
 
 
 def _hosts(data: dict, problems: Problems) -> list[HostSpec]:
@@ -99,11 +119,11 @@ def _hosts(data: dict, problems: Problems) -> list[HostSpec]:
         unknown_keys(item, HOST_KEYS, f"{where}.", problems)
         name = check_name(item, "name", f"{where}.name", problems, required=True)
         if name in seen:
-            problems.add(line_of(item, "name"), f"{where}.name", f"duplicate host {name!r}", "give every host a unique name")
+            problems.add(line_of(item, "name"), f"{where}.name", f"duplicate host {show(name)}", "give every host a unique name")
         seen.add(name)
         interface = item.get("interface", "auto")
         if not isinstance(interface, str) or not interface or len(interface) > 15:
-            problems.add(line_of(item, "interface"), f"{where}.interface", f"{interface!r} is not an interface name",
+            problems.add(line_of(item, "interface"), f"{where}.interface", f"{show(interface)} is not an interface name",
                          "use the host's interface name, e.g. eth0")
         address = item.get("address")
         if address is not None:
@@ -112,7 +132,7 @@ def _hosts(data: dict, problems: Problems) -> list[HostSpec]:
                 if "/" not in str(address):
                     raise ValueError
             except ValueError:
-                problems.add(line_of(item, "address"), f"{where}.address", f"{address!r} is not an IPv4 address with prefix",
+                problems.add(line_of(item, "address"), f"{where}.address", f"{show(address)} is not an IPv4 address with prefix",
                              "write it as CIDR, e.g. 10.0.1.5/24")
                 address = None
         result.append(HostSpec(name=name, interface=str(interface), address=address))
@@ -129,7 +149,7 @@ def _network(data, line: int, problems: Problems) -> NetworkSpec:
     unknown_keys(data, NETWORK_KEYS, "network.", problems)
     interface = data.get("interface", "auto")
     if not isinstance(interface, str) or not interface or len(interface) > 15 or " " in interface:
-        problems.add(line_of(data, "interface"), "network.interface", f"{interface!r} is not an interface name",
+        problems.add(line_of(data, "interface"), "network.interface", f"{show(interface)} is not an interface name",
                      "use `auto` or a name from `iocfleet interfaces`")
         interface = "auto"
     return NetworkSpec(
@@ -160,7 +180,7 @@ def _iocs(data: dict, problems: Problems) -> list[IOCSpec]:
             continue
         ioc = _ioc(item, where, item_line, problems)
         if ioc.name and ioc.name in seen:
-            problems.add(line_of(item, "name"), f"{where}.name", f"duplicate IOC name {ioc.name!r} (also iocs[{seen[ioc.name]}])",
+            problems.add(line_of(item, "name"), f"{where}.name", f"duplicate IOC name {show(ioc.name)} (also iocs[{seen[ioc.name]}])",
                          "give every IOC a unique name")
         elif ioc.name:
             seen[ioc.name] = index
@@ -174,7 +194,7 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
     runtime = item.get("runtime", "caproto")
     if runtime not in RUNTIMES:
         close = difflib.get_close_matches(str(runtime), RUNTIMES, n=1)
-        problems.add(line_of(item, "runtime"), f"{where}.runtime", f"unknown runtime {runtime!r}",
+        problems.add(line_of(item, "runtime"), f"{where}.runtime", f"unknown runtime {show(runtime)}",
                      f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(RUNTIMES)}")
         runtime = "caproto"
     prefix = _prefix(item, where, problems)
@@ -182,7 +202,7 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
                     f"use 1 to {MAX_REPLICAS} replicas per IOC entry")
     image = item.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image)):
-        problems.add(line_of(item, "image"), f"{where}.image", f"{image!r} is not an image reference",
+        problems.add(line_of(item, "image"), f"{where}.image", f"{show(image)} is not an image reference",
                      "write an image name like `registry/ioc:1.0`")
         image = None
     if runtime == "image" and not image:
@@ -191,8 +211,8 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
     command = _command(item, where, problems)
     env = _env(item, where, problems)
     user = item.get("user")
-    if user is not None and (not isinstance(user, (str, int)) or not re.match(r"^[0-9]+(:[0-9]+)?$|^[a-z_][a-z0-9_-]*$", str(user))):
-        problems.add(line_of(item, "user"), f"{where}.user", f"{user!r} is not a user",
+    if user is not None and (not isinstance(user, (str, int)) or not re.fullmatch(r"[0-9]+(:[0-9]+)?|[a-z_][a-z0-9_-]*", str(user))):
+        problems.add(line_of(item, "user"), f"{where}.user", f"{show(user)} is not a user",
                      "use a numeric UID[:GID] (all IOCs of a shared port need the same UID, R2)")
         user = None
     pvs = check_pvs(item, where, prefix, problems)
@@ -218,8 +238,8 @@ def _prefix(item: dict, where: str, problems: Problems) -> str:
                      "quote it, e.g. `prefix: \"BL1:\"`")
         return ""
     plain = prefix.replace("{i}", "")
-    if plain and not PV_CHARS.match(plain):
-        problems.add(line, f"{where}.prefix", f"{prefix!r} has characters not allowed in PV names",
+    if plain and not PV_CHARS.fullmatch(plain):
+        problems.add(line, f"{where}.prefix", f"{show(prefix)} has characters not allowed in PV names",
                      "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
         return ""
     return prefix
@@ -251,7 +271,7 @@ def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], .
     out = []
     for key, value in env.items():
         line = line_of(env, key)
-        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
             problems.add(line, f"{where}.env.{key}", "not a valid environment variable name",
                          "use letters, digits and _ , not starting with a digit")
         elif key in PLAN_OWNED_ENV:
@@ -275,8 +295,8 @@ def _limits(item: dict, where: str, problems: Problems) -> Limits:
         return Limits()
     unknown_keys(limits, LIMIT_KEYS, f"{where}.limits.", problems)
     memory = limits.get("memory")
-    if memory is not None and not (isinstance(memory, str) and MEMORY_RE.match(memory)):
-        problems.add(line_of(limits, "memory"), f"{where}.limits.memory", f"{memory!r} is not a memory size",
+    if memory is not None and not (isinstance(memory, str) and MEMORY_RE.fullmatch(memory)):
+        problems.add(line_of(limits, "memory"), f"{where}.limits.memory", f"{show(memory)} is not a memory size",
                      "write a size like 256m or 1g")
         memory = None
     pids = None
