@@ -64,7 +64,10 @@ def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: f
     from orchestrator.spec import model as spec
     from orchestrator.run.backends import select
 
+    from orchestrator.run.statedir import state_root
+
     fleet = spec.load(fleet_file)
+    state_root()  # a relative XDG_STATE_HOME or an empty HOME is refused before anything else
     backend = select(backend_name)
     if progress:
         progress(f"backend: {backend.name}")

@@ -7,13 +7,14 @@ A case is a mapping:
     id: unique-name              class: the issue-13 class number (docs/reliability.md)
     args: [validate, "{fleet}"]  the argv after `iocfleet`
     fleet: TEXT                  written to {work}/fleet.yaml (or fleet_py: a Python expression giving TEXT)
-    files: {REL: TEXT}           more files under {work}
+    files: {REL: TEXT}           more files under {work}; links: {REL: TARGET} symlinks there
     env: {NAME: VALUE}           on top of a clean environment (HOME, XDG_STATE_HOME in the case's root;
                                  VALUE null removes NAME)
     plant: [...]                 state-directory plants, each {path: REL under {state}, one of text: TEXT,
                                  link: TARGET, dir: true, fifo: true; mode: 0o777}
     exit: 2                      the expected exit code
     first: REGEX                 searched in the first non-empty line of stderr (else stdout)
+    stdout: REGEX                optional, searched in the whole stdout (for --json)
     writes: [PATH]               paths outside the state directory the command may create (e.g. -o FILE)
 
 Placeholders in args, env, files, plants: {fleet} {work} {outside} {state} (= $XDG_STATE_HOME/iocfleet)
@@ -34,7 +35,7 @@ from hostile_harness import INTERNAL, base_env, run_cli, tree
 
 CORPUS = Path(__file__).parent / "hostile"
 VICTIM = "do not touch\n"
-MIN_CASES = 25
+MIN_CASES = 75
 
 
 def _cases() -> list[dict]:
@@ -76,7 +77,9 @@ def _plant(state: Path, items: list[dict], places: dict[str, str]) -> None:
             text = item.get("text", "")
             path.write_text(text if isinstance(text, str) else json.dumps(text))
         if "mode" in item and not path.is_symlink():
-            path.chmod(item["mode"])
+            path.chmod(int(str(item["mode"]), 8))
+        if "owner" in item:
+            os.lchown(path, item["owner"], item["owner"])
 
 
 def prepare(case: dict, root: Path) -> tuple[list[str], dict[str, str], Path, dict[str, str]]:
@@ -92,6 +95,8 @@ def prepare(case: dict, root: Path) -> tuple[list[str], dict[str, str], Path, di
         (work / "fleet.yaml").write_text(eval(case["fleet_py"]))  # noqa: S307 - our own corpus
     elif "fleet" in case:
         (work / "fleet.yaml").write_text(case["fleet"])
+    for rel, target in (case.get("links") or {}).items():
+        (work / rel).symlink_to(_fill(target, places))
     for rel, text in (case.get("files") or {}).items():
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_text(_fill(text, places))
@@ -128,6 +133,8 @@ def test_hostile_case(case, tmp_path):
     assert "Traceback" not in outcome.stderr, outcome.stderr
     assert outcome.code == case["exit"], (outcome.code, outcome.stdout[-2000:], outcome.stderr[-2000:])
     assert re.search(case["first"], outcome.first_line), (case["first"], outcome.first_line, outcome.stderr[-2000:])
+    if "stdout" in case:
+        assert re.search(case["stdout"], outcome.stdout), (case["stdout"], outcome.stdout[:2000])
     assert (root / "outside" / "victim").read_text() == VICTIM
     allowed = {_fill(p, places) for p in case.get("writes") or ()}
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)} - allowed

@@ -38,6 +38,9 @@ class ProcessBackend:
     # -- finding ---------------------------------------------------------------------------------
     def instances(self, fleet: str | None = None, details: bool = True) -> list[Instance]:
         root = state_root(self._environ) / "fleets"
+        for directory in (root.parent, root, fleet_dir(fleet, self._environ) if fleet else None):
+            if directory is not None and (directory.exists() or directory.is_symlink()):
+                statedir.check_dir(directory)  # another user's or a world-writable state dir is refused
         if fleet:
             dirs = [fleet_dir(fleet, self._environ)]
         else:
