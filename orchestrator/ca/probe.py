@@ -35,6 +35,24 @@ MAX_ROUNDS = 256  # sockets open at once; also bounds the cid space below
 MAX_NAMES = 64
 MAX_DESTINATIONS = 32
 MAX_REPLIES = 20_000
+# The longest name a CA search can carry here (issue 13, class 2; measured, docs/reliability.md): caproto's
+# client refuses record names over 59 characters (caproto._constants.MAX_RECORD_LENGTH, raised by its
+# SearchRequest), while libca (pyepics) and both IOC runtimes take 60. So 59 is the fleet-wide limit.
+MAX_SEARCH_NAME = 59
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be searched for (too long, empty, not ASCII, whitespace), or None."""
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    record = name.partition(".")[0]
+    if len(record) > MAX_SEARCH_NAME:
+        return f"has {len(record)} characters before any `.FIELD`; CA clients search at most {MAX_SEARCH_NAME}"
+    if not name.isascii() or any(c.isspace() or not c.isprintable() for c in name):
+        return "has characters a PV name cannot have (non-ASCII, space, control)"
+    if len(name) > 255:
+        return "is longer than 255 characters"
+    return None
 USE_SENDER = "255.255.255.255"  # SearchResponse ip meaning "connect to the address this came from"
 
 Address = tuple[str, int]
@@ -153,6 +171,10 @@ def search(
     names, destinations = tuple(names), tuple((str(h), int(p)) for h, p in destinations)
     if not names or not destinations:
         raise UsageError("nothing to probe", "probe", "give at least one name and one destination")
+    bad = next((n for n in names if name_problem(n)), None)
+    if bad is not None:
+        raise UsageError(f"PV name {bad[:40]!r}{'...' if len(bad) > 40 else ''} {name_problem(bad)}", "probe",
+                         "search for names of at most 59 characters")
     if len(names) > MAX_NAMES or len(destinations) > MAX_DESTINATIONS or not 1 <= rounds <= MAX_ROUNDS:
         raise UsageError(f"probe too large ({len(names)} names, {len(destinations)} destinations, "
                          f"{rounds} rounds)", "probe",

@@ -24,6 +24,9 @@ from orchestrator.ca import probe
 from orchestrator.errors import UsageError
 from orchestrator.ca.probe import MAX_NAMES
 
+MAX_DOCTOR_NAMES = 4096
+SOCKET_BUDGET = 512  # UDP sockets in flight at once
+
 DEFAULT_REPEAT = 20
 
 
@@ -54,6 +57,11 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     if options.fleet:
         settings, fleet_names, fleet_view = _fleet(options.fleet, options.backend, settings)
         names = names or fleet_names
+    if len(names) > MAX_DOCTOR_NAMES:
+        raise UsageError(f"{len(names)} names to search", "--names",
+                         f"the doctor searches at most {MAX_DOCTOR_NAMES} names at once; give fewer")
+    unsearchable = tuple((n, probe.name_problem(n)) for n in names if probe.name_problem(n))
+    names = tuple(n for n in names if not probe.name_problem(n))
     if options.addr_list is not None:
         settings = replace(settings, entries=caenv.addr_list(options.addr_list, settings.server_port, "--addr-list"),
                            source="--addr-list")
@@ -77,7 +85,8 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
                                  "set EPICS_CA_ADDR_LIST, or pass --addr-list \"ADDRESS ...\"")
             notes.append("nothing was searched: no address to probe")
         else:
-            result = search(names, destinations, options.repeat, options.timeout, socket_factory)
+            result = search(names, destinations, options.repeat, options.timeout, socket_factory,
+                            "--addr-list" if settings.source == "--addr-list" else "EPICS_CA_ADDR_LIST")
     else:
         notes.append("no names to search: give --names PV ... or --fleet FILE for a live probe")
     tcp_ports = {r.tcp_port for r in result.replies} if result else set()
@@ -85,7 +94,7 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     snap = host.snapshot(extra_ports=ports)
     processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
-                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
+                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), unsearchable)
     return doctor.diagnose(obs)
 
 
@@ -96,13 +105,20 @@ def doctor_auto_broadcasts() -> list[str]:
     return auto_broadcasts(HostSnapshot(host.interfaces(), None))
 
 
-def search(names, destinations, rounds: int, timeout: float, socket_factory) -> probe.ProbeResult:
+def search(names, destinations, rounds: int, timeout: float, socket_factory,
+           source: str = "EPICS_CA_ADDR_LIST") -> probe.ProbeResult:
     """probe.search in batches of MAX_NAMES names, all batches in flight at once; one merged result."""
     if len(destinations) > probe.MAX_DESTINATIONS:
-        raise UsageError(f"{len(destinations)} addresses to search", "EPICS_CA_ADDR_LIST",
+        raise UsageError(f"{len(destinations)} addresses to search", source,
                          f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
     batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
-    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+    # Each batch holds `rounds` sockets while in flight: bound the batches in flight by the file
+    # descriptors this process may open (10,000 names at --repeat 256 ran out of them: exit 70).
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    budget = max(rounds, min(SOCKET_BUDGET, (soft if soft > 0 else 1024) // 2))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(batches), budget // rounds))) as pool:
         parts = list(pool.map(lambda b: probe.search(b, destinations, rounds=rounds, timeout=timeout,
                                                      socket_factory=socket_factory), batches))
     return probe.ProbeResult(tuple(names), tuple(destinations), rounds,

@@ -80,6 +80,10 @@ def diagnose(obs: Observation) -> Diagnosis:
         findings += _path_findings(obs, paths, servers, index, names_of)
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
+    for name, why in obs.unsearchable:
+        findings.append(Finding("name-unsearchable", ERROR, f"PV name {name[:40]!r}{'...' if len(name) > 40 else ''} "
+                                f"{why}; it was not searched", "rename the PV (prefix + name) to at most 59 "
+                                "characters, or search for a shorter name", "R13", (name[:80],)))
     findings = sorted(_dedupe(findings), key=lambda f: SEVERITY_ORDER[f.severity])
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:

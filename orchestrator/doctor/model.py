@@ -69,6 +69,7 @@ class Observation:
     probe_auto: bool = False
     unresolved: tuple[str, ...] = ()  # host names in the list the doctor could not resolve
     notes: tuple[str, ...] = ()
+    unsearchable: tuple[tuple[str, str], ...] = ()  # (name, why) of names no CA search can carry
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,9 @@ def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int
     """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.ca.probe import search
+    from orchestrator.ca.probe import name_problem, search
 
+    names = [n for n in names if name_problem(n) is None]  # a name no client can search is never found
     batches = [names[i:i + SEARCH_BATCH] for i in range(0, len(names), SEARCH_BATCH)]
     with ThreadPoolExecutor(max_workers=min(8, len(batches)) or 1) as pool:
         results = list(pool.map(lambda b: search(b, destinations, rounds=1, timeout=window, until_found=True),

@@ -7,10 +7,12 @@ import re
 from orchestrator.spec.model import PV_TYPES, SIMULATIONS, STANDARD_PVS, PVSpec
 from orchestrator.spec.fields import Problems, check_int, line_of, show, type_name, unknown_keys
 
-# EPICS record and PV names: at most 60 characters (PVNAME_STRINGSZ 61 with the NUL), no spaces, quotes
-# or macro characters. EPICS base also accepts `+`, but our IOC images refuse it (iocfleet_ioc/spec.py),
+# EPICS record and PV names: EPICS base allows 60 characters (PVNAME_STRINGSZ 61 with the NUL), and both
+# runtimes serve 60, but caproto's client refuses to search for more than 59 (measured, issue 13 class 2:
+# orchestrator.ca.probe.MAX_SEARCH_NAME), so the served name — prefix after replica expansion, plus the
+# PV name, HEARTBEAT and UPTIME included — is held to 59. No spaces, quotes or macro characters. EPICS base also accepts `+`, but our IOC images refuse it (iocfleet_ioc/spec.py),
 # so a `+` here would pass validation and then crash every IOC at start: refuse it up front.
-PV_NAME_MAX = 60
+PV_NAME_MAX = 59
 PV_CHARS = re.compile(r"^[A-Za-z0-9_\-:\[\]<>;.]+$")
 MAX_COUNT = 1_000_000
 MAX_RATE_HZ = 100.0
@@ -20,7 +22,14 @@ STRING_VALUE_MAX = 39
 PV_KEYS = ("name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable")
 
 
-def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[PVSpec]:
+def served_prefix(prefix: str, replicas: int) -> str:
+    """The longest prefix a replica serves (as plan.planner.expand_replicas makes it)."""
+    if replicas == 1:
+        return prefix.replace("{i}", "")
+    return prefix.replace("{i}", str(replicas)) if "{i}" in prefix else f"{prefix}{replicas}:"
+
+
+def check_pvs(item: dict, where: str, prefix: str, problems: Problems, replicas: int = 1) -> list[PVSpec]:
     pvs = item.get("pvs", [])
     if pvs is None:
         pvs = []
@@ -29,7 +38,13 @@ def check_pvs(item: dict, where: str, prefix: str, problems: Problems) -> list[P
                      "write `pvs:` followed by `- name: ...` entries")
         return []
     result, seen = [], set()
-    longest_prefix = prefix.replace("{i}", "999") if "{i}" in prefix else prefix
+    longest_prefix = served_prefix(prefix, replicas)
+    standard = max(STANDARD_PVS, key=len)
+    if prefix and len(longest_prefix) + len(standard) > PV_NAME_MAX:
+        problems.add(line_of(item, "prefix"), f"{where}.prefix",
+                     f"served name {show(longest_prefix + standard)} has {len(longest_prefix) + len(standard)} characters",
+                     f"shorten the prefix: every IOC serves {standard}, and prefix + name must fit in {PV_NAME_MAX} "
+                     "characters (replicas add their number)")
     for index, pv in enumerate(pvs):
         pwhere = f"{where}.pvs[{index}]"
         line = line_of(pvs, index)
@@ -61,8 +76,9 @@ def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVS
         problems.add(nline, f"{where}.name", f"{show(name)} has characters not allowed in PV names",
                      "use letters, digits and _ - : [ ] < > ; . only (no spaces, quotes, $ or parentheses)")
     elif len(prefix) + len(name) > PV_NAME_MAX:
-        problems.add(nline, f"{where}.name", f"full name {show(prefix + name)} has {len(prefix) + len(name)} characters",
-                     f"keep prefix + name within {PV_NAME_MAX} characters (EPICS PVNAME_STRINGSZ)")
+        problems.add(nline, f"{where}.name", f"served name {show(prefix + name)} has {len(prefix) + len(name)} characters",
+                     f"keep prefix + name within {PV_NAME_MAX} characters (CA clients search at most "
+                     f"{PV_NAME_MAX}; replicas add their number to the prefix)")
     ptype = pv.get("type", "float")
     if ptype not in PV_TYPES:
         problems.add(line_of(pv, "type"), f"{where}.type", f"unknown type {show(ptype)}", f"use one of: {', '.join(PV_TYPES)}")

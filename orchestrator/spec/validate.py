@@ -215,7 +215,7 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "user"), f"{where}.user", f"{show(user)} is not a user",
                      "use a numeric UID[:GID] (all IOCs of a shared port need the same UID, R2)")
         user = None
-    pvs = check_pvs(item, where, prefix, problems)
+    pvs = check_pvs(item, where, prefix, problems, replicas)
     restart = check_choice(item, "restart", f"{where}.restart", RESTART_POLICIES, "on-failure", problems)
     host = item.get("host")
     if host is not None and not isinstance(host, str):
