@@ -25,6 +25,7 @@ from orchestrator.errors import UsageError
 from orchestrator.ca.probe import MAX_NAMES
 
 MAX_DOCTOR_NAMES = 4096
+MAX_DOCTOR_DESTINATIONS = 1024
 SOCKET_BUDGET = 512  # UDP sockets in flight at once
 
 DEFAULT_REPEAT = 20
@@ -107,11 +108,14 @@ def doctor_auto_broadcasts() -> list[str]:
 
 def search(names, destinations, rounds: int, timeout: float, socket_factory,
            source: str = "EPICS_CA_ADDR_LIST") -> probe.ProbeResult:
-    """probe.search in batches of MAX_NAMES names, all batches in flight at once; one merged result."""
-    if len(destinations) > probe.MAX_DESTINATIONS:
+    """probe.search in batches of MAX_NAMES names and MAX_DESTINATIONS destinations, a bounded number in
+    flight at once; one merged result."""
+    if len(destinations) > MAX_DOCTOR_DESTINATIONS:
         raise UsageError(f"{len(destinations)} addresses to search", source,
-                         f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
-    batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
+                         f"the doctor searches at most {MAX_DOCTOR_DESTINATIONS} addresses")
+    destinations = list(destinations)
+    batches = [(names[i:i + MAX_NAMES], destinations[j:j + probe.MAX_DESTINATIONS])
+               for i in range(0, len(names), MAX_NAMES) for j in range(0, len(destinations), probe.MAX_DESTINATIONS)]
     # Each batch holds `rounds` sockets while in flight: bound the batches in flight by the file
     # descriptors this process may open (10,000 names at --repeat 256 ran out of them: exit 70).
     import resource
@@ -119,7 +123,7 @@ def search(names, destinations, rounds: int, timeout: float, socket_factory,
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     budget = max(rounds, min(SOCKET_BUDGET, (soft if soft > 0 else 1024) // 2))
     with ThreadPoolExecutor(max_workers=max(1, min(len(batches), budget // rounds))) as pool:
-        parts = list(pool.map(lambda b: probe.search(b, destinations, rounds=rounds, timeout=timeout,
+        parts = list(pool.map(lambda b: probe.search(b[0], b[1], rounds=rounds, timeout=timeout,
                                                      socket_factory=socket_factory), batches))
     return probe.ProbeResult(tuple(names), tuple(destinations), rounds,
                              tuple(r for p in parts for r in p.replies),

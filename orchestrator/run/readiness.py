@@ -94,12 +94,18 @@ def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int
     """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.ca.probe import name_problem, search
+    from orchestrator.ca.probe import MAX_DESTINATIONS, name_problem, search
 
     names = [n for n in names if name_problem(n) is None]  # a name no client can search is never found
-    batches = [names[i:i + SEARCH_BATCH] for i in range(0, len(names), SEARCH_BATCH)]
+    destinations = list(destinations)
+    # A distinct-ports fleet has one destination per IOC: search them MAX_DESTINATIONS at a time (the
+    # probe's cid space), so no fleet size that passes `check` fails here (issue 13, class 5).
+    batches = [(names[i:i + SEARCH_BATCH], destinations[j:j + MAX_DESTINATIONS])
+               for i in range(0, len(names), SEARCH_BATCH) for j in range(0, len(destinations), MAX_DESTINATIONS)]
+    if not destinations:
+        return {}
     with ThreadPoolExecutor(max_workers=min(8, len(batches)) or 1) as pool:
-        results = list(pool.map(lambda b: search(b, destinations, rounds=1, timeout=window, until_found=True),
+        results = list(pool.map(lambda b: search(b[0], b[1], rounds=1, timeout=window, until_found=True),
                                 batches))
     found: dict[tuple[str, int], list[str]] = defaultdict(list)
     seen = set()

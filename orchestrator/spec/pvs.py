@@ -19,6 +19,18 @@ MAX_RATE_HZ = 100.0
 ENUM_MAX_STRINGS = 16
 ENUM_STRING_MAX = 25
 STRING_VALUE_MAX = 39
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _finite(value) -> bool:
+    import math
+
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a double
+        return False
+
+
 PV_KEYS = ("name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable")
 
 
@@ -95,7 +107,7 @@ def _pv(pv: dict, where: str, line: int, prefix: str, problems: Problems) -> PVS
         problems.add(line_of(pv, "sim"), f"{where}.sim", f"cannot simulate a {ptype} PV",
                      "remove `sim`, or make the PV float/int")
     rate = pv.get("rate_hz", 1.0)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= MAX_RATE_HZ:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not _finite(rate) or not 0 < rate <= MAX_RATE_HZ:
         problems.add(line_of(pv, "rate_hz"), f"{where}.rate_hz", f"{show(rate)} is not a rate in (0, {MAX_RATE_HZ:g}] Hz",
                      "use a number such as 1 or 10")
         rate = 1.0
@@ -136,21 +148,24 @@ def _value(pv: dict, where: str, ptype: str, count: int, enum_strings: tuple[str
         return None
     line = line_of(pv, "value")
     items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and (count == 1 or len(value) > count):
+    # What the IOC programs accept (ioc_images/common/iocfleet_ioc/spec.py), no more: a list has exactly
+    # `count` items, numbers are finite, ints fit 32 bits (issue 13, class 6: these passed, then the IOC
+    # refused to start and `up` timed out).
+    if isinstance(value, list) and (count == 1 or len(value) != count):
         problems.add(line, f"{where}.value", f"a list of {len(value)} values for count {count}",
-                     "give one value, or a list no longer than `count`")
+                     f"give one value (used for every element), or a list of exactly {count} values")
         return None
     ok = {
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and INT32[0] <= v <= INT32[1],
         "str": lambda v: isinstance(v, str) and len(v.encode()) <= STRING_VALUE_MAX,
         "enum": lambda v: (isinstance(v, str) and v in enum_strings)
         or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(enum_strings)),
     }[ptype]
     if not all(ok(v) for v in items):
         hint = {
-            "float": "a number",
-            "int": "an integer",
+            "float": "a finite number (not .nan or .inf)",
+            "int": f"an integer from {INT32[0]} to {INT32[1]} (32 bits)",
             "str": f"a string of at most {STRING_VALUE_MAX} bytes",
             "enum": "one of the enum strings or its index",
         }[ptype]

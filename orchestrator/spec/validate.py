@@ -155,10 +155,19 @@ def _network(data, line: int, problems: Problems) -> NetworkSpec:
     return NetworkSpec(
         interface=interface,
         strategy=check_choice(data, "strategy", "network.strategy", STRATEGIES, "auto", problems),
-        base_port=check_int(data, "base_port", "network.base_port", 5064, 1024, 65535 - MAX_REPLICAS, problems,
-                       "use a port from 1024 to 65279 (the CA default is 5064)"),
+        base_port=_base_port(data, problems),
         clients=check_choice(data, "clients", "network.clients", CLIENT_PLACES, "auto", problems),
     )
+
+
+def _base_port(data: dict, problems: Problems) -> int:
+    port = check_int(data, "base_port", "network.base_port", 5064, 1024, 65535 - MAX_REPLICAS, problems,
+                     "use a port from 1024 to 65279 (the CA default is 5064)")
+    if port == 5065:  # the CA repeater's port (R12): an IOC there shares it with the repeater
+        problems.add(line_of(data, "base_port"), "network.base_port", "5065 is the CA repeater's port",
+                     "use 5064 (the CA default) or a port above 5065")
+        return 5064
+    return port
 
 
 def _iocs(data: dict, problems: Problems) -> list[IOCSpec]:

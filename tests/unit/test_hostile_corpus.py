@@ -35,7 +35,7 @@ from hostile_harness import INTERNAL, base_env, run_cli, tree
 
 CORPUS = Path(__file__).parent / "hostile"
 VICTIM = "do not touch\n"
-MIN_CASES = 75
+MIN_CASES = 110
 
 
 def _cases() -> list[dict]:
