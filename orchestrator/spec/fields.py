@@ -23,6 +23,13 @@ def show(value, limit: int = SHOW_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def key_text(key) -> str:
+    """A mapping key as it appears in a field path: itself when plain, else its cut repr (one line)."""
+    if isinstance(key, str) and len(key) <= SHOW_MAX and key.isprintable() and not any(c.isspace() for c in key):
+        return key
+    return show(key)
+
+
 def valid_name(value) -> bool:
     return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
 
@@ -55,8 +62,7 @@ def unknown_keys(mapping: dict, known: tuple[str, ...], where: str, problems: Pr
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             fix = f"did you mean `{close[0]}`?" if close else f"remove it; known keys: {', '.join(known)}"
-            problems.add(line_of(mapping, key), f"{where}{show(key) if not isinstance(key, str) or len(key) > SHOW_MAX else key}",
-                         "unknown key", fix)
+            problems.add(line_of(mapping, key), f"{where}{key_text(key)}", "unknown key", fix)
 
 
 def check_name(mapping: dict, key: str, field: str, problems: Problems, required: bool) -> str:

@@ -7,7 +7,7 @@ import re
 
 from orchestrator.errors import SpecError
 from orchestrator.spec.model import CLIENT_PLACES, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
-from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, line_of, show, type_name, unknown_keys
+from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, key_text, line_of, show, type_name, unknown_keys
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -26,8 +26,32 @@ PLAN_OWNED_ENV = (
     "EPICS_CAS_AUTO_BEACON_ADDR_LIST",
     "EPICS_CAS_BEACON_PORT",
     "EPICS_CA_REPEATER_PORT",
+    # The IOC's own CA client searches where the fleet's clients do (plan.planner._planned): an `env`
+    # entry here silently replaced the plan's list (issue 13, class 11).
+    "EPICS_CA_ADDR_LIST",
+    "EPICS_CA_AUTO_ADDR_LIST",
     "IOCFLEET_IOC",
+    "IOCFLEET_IOC_FILE",
 )
+# EPICS variables whose values the runtimes parse at start: a value they cannot parse crash-loops the IOC
+# (caproto raises on `EPICS_CAS_BEACON_PERIOD: soon`). (kind, low, high) per variable.
+PARSED_ENV = {
+    "EPICS_CAS_BEACON_PERIOD": ("number", 0.1, 3600.0),
+    "EPICS_CA_BEACON_PERIOD": ("number", 0.1, 3600.0),
+    "EPICS_CA_CONN_TMO": ("number", 0.1, 3600.0),
+    "EPICS_CA_MAX_SEARCH_PERIOD": ("number", 60.0, 3600.0),
+    "EPICS_CA_MAX_ARRAY_BYTES": ("integer", 16384, 2**31 - 1),
+    "EPICS_CA_AUTO_ARRAY_BYTES": ("yesno", 0, 0),
+    "EPICS_IOC_LOG_PORT": ("integer", 1, 65535),
+    "EPICS_CAS_IGNORE_ADDR_LIST": ("addresses", 0, 0),
+}
+MAX_ENV_VALUE = 16384  # one environment string; Linux refuses any over 128 KiB with E2BIG
+# Docker image references (github.com/distribution/reference): [domain[:port]/]path[:tag][@digest].
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+IMAGE_RE = re.compile(rf"(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+                      r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+MEMORY_MIN, MEMORY_MAX = 6 * 2**20, 2**40  # docker refuses under 6 MiB; 1 TiB is past any IOC
 
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
@@ -57,7 +81,7 @@ def validate_text(text: str, source: str) -> FleetSpec:
         raise SpecError([f"{source}:{line}: file: not valid YAML ({what}) — fix the YAML syntax at that line"])
     problems = Problems(source)
     for line, key in loaded.duplicate_keys:
-        problems.add(line, key, "duplicate key", "keep one of the entries")
+        problems.add(line, key_text(key), "duplicate key", "keep one of the entries")
     return _validate(loaded.data, problems)
 
 
@@ -110,7 +134,7 @@ def _hosts(data: dict, problems: Problems) -> list[HostSpec]:
         problems.add(line_of(data, "hosts"), "hosts", "expected a list of hosts",
                      "write `hosts:` followed by `- name: HOST` entries")
         return []
-    result, seen = [], set()
+    result, seen, seen_addresses = [], set(), {}
     for index, item in enumerate(hosts):
         where, line = f"hosts[{index}]", line_of(hosts, index)
         if not isinstance(item, dict):
@@ -127,16 +151,37 @@ def _hosts(data: dict, problems: Problems) -> list[HostSpec]:
                          "use the host's interface name, e.g. eth0")
         address = item.get("address")
         if address is not None:
-            try:
-                ipaddress.IPv4Interface(str(address))
-                if "/" not in str(address):
-                    raise ValueError
-            except ValueError:
-                problems.add(line_of(item, "address"), f"{where}.address", f"{show(address)} is not an IPv4 address with prefix",
-                             "write it as CIDR, e.g. 10.0.1.5/24")
+            why = _host_address_problem(address)
+            if why is None and str(ipaddress.IPv4Interface(address).ip) in seen_addresses:
+                why = f"is also the address of {seen_addresses[str(ipaddress.IPv4Interface(address).ip)]}"
+            if why:
+                problems.add(line_of(item, "address"), f"{where}.address", f"{show(address)} {why}",
+                             "write the host's own IPv4 address as CIDR, e.g. 10.0.1.5/24")
                 address = None
+            else:
+                seen_addresses[str(ipaddress.IPv4Interface(address).ip)] = where
         result.append(HostSpec(name=name, interface=str(interface), address=address))
     return result
+
+
+def _host_address_problem(address) -> str | None:
+    """Why `address` cannot be a host's interface address (CIDR), or None."""
+    import ipaddress
+
+    if not isinstance(address, str) or "/" not in address or not address.isascii():
+        return "is not an IPv4 address with prefix"
+    try:
+        iface = ipaddress.IPv4Interface(address)
+    except ValueError:
+        return "is not an IPv4 address with prefix"
+    ip, net = iface.ip, iface.network
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "is not an address a host interface can have (unspecified, multicast or reserved)"
+    if net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
+        return f"is the {'network' if ip == net.network_address else 'broadcast'} address of {net}, not a host's"
+    if net.prefixlen < 8:
+        return "has a prefix shorter than /8, not a subnet a CA broadcast should cover"
+    return None
 
 
 def _network(data, line: int, problems: Problems) -> NetworkSpec:
@@ -210,9 +255,9 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
     replicas = check_int(item, "replicas", f"{where}.replicas", 1, 1, MAX_REPLICAS, problems,
                     f"use 1 to {MAX_REPLICAS} replicas per IOC entry")
     image = item.get("image")
-    if image is not None and (not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image)):
+    if image is not None and (not isinstance(image, str) or len(image) > 255 or not IMAGE_RE.fullmatch(image)):
         problems.add(line_of(item, "image"), f"{where}.image", f"{show(image)} is not an image reference",
-                     "write an image name like `registry/ioc:1.0`")
+                     "write an image name like `registry:5000/ioc:1.0` (lower-case path, optional :tag and @sha256:…)")
         image = None
     if runtime == "image" and not image:
         problems.add(line, f"{where}.image", "the `image` runtime needs an image",
@@ -281,17 +326,69 @@ def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], .
     for key, value in env.items():
         line = line_of(env, key)
         if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
-            problems.add(line, f"{where}.env.{key}", "not a valid environment variable name",
+            problems.add(line, f"{where}.env.{key_text(key)}",
+                         "not a valid environment variable name",
                          "use letters, digits and _ , not starting with a digit")
         elif key in PLAN_OWNED_ENV:
             problems.add(line, f"{where}.env.{key}", "is set by the plan",
                          "remove it; use `network:` (interface, strategy, base_port) instead")
-        elif not isinstance(value, (str, int, float)) or isinstance(value, bool) or "\0" in str(value):
+        elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
             problems.add(line, f"{where}.env.{key}", f"expected a string value, got {type_name(value)}",
                          "quote the value")
+        elif "\0" in str(value):
+            problems.add(line, f"{where}.env.{key}", "contains a NUL character",
+                         "remove it: an environment value cannot hold NUL")
+        elif isinstance(value, float) and not _finite(value):
+            problems.add(line, f"{where}.env.{key}", f"{show(value)} is not a number a program can read",
+                         "quote the value, or give a finite number")
+        elif len(str(value)) > MAX_ENV_VALUE:
+            problems.add(line, f"{where}.env.{key}", f"value of {len(str(value))} characters is over {MAX_ENV_VALUE}",
+                         "pass large data in a file (mount or image), not in the environment")
         else:
-            out.append((key, str(value)))
+            why = _parsed_env_problem(key, str(value))
+            if why:
+                problems.add(line, f"{where}.env.{key}", f"{show(str(value))} {why}",
+                             "give a value the runtime can parse, or remove it")
+            else:
+                out.append((key, str(value)))
     return tuple(out)
+
+
+def _finite(value) -> bool:
+    import math
+
+    return math.isfinite(value)
+
+
+def _parsed_env_problem(key: str, value: str) -> str | None:
+    if key not in PARSED_ENV:
+        return None
+    kind, low, high = PARSED_ENV[key]
+    text = value.strip()
+    if kind == "yesno":
+        return None if text.upper() in ("YES", "NO") else "is not YES or NO"
+    if kind == "addresses":
+        from orchestrator.ca.env import addr_list
+        from orchestrator.errors import UsageError
+
+        try:
+            addr_list(text, 5064, key)
+        except UsageError as exc:
+            return f"is not a list of IPv4 addresses ({exc.what.split(' ', 3)[-1][:60]})"
+        return None
+    try:
+        number = int(text) if kind == "integer" and text.isascii() else float(text) if text.isascii() else None
+    except ValueError:
+        number = None
+    if number is None or not _finite(number) or not low <= number <= high:
+        return f"is not {'an integer' if kind == 'integer' else 'a number'} from {low:g} to {high:g}"
+    return None
+
+
+def _memory_bytes(memory: str) -> int:
+    unit = memory[-1].lower()
+    scale = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    return int(memory[:-1]) * scale[unit] if unit in scale else int(memory)
 
 
 def _limits(item: dict, where: str, problems: Problems) -> Limits:
@@ -304,9 +401,10 @@ def _limits(item: dict, where: str, problems: Problems) -> Limits:
         return Limits()
     unknown_keys(limits, LIMIT_KEYS, f"{where}.limits.", problems)
     memory = limits.get("memory")
-    if memory is not None and not (isinstance(memory, str) and MEMORY_RE.fullmatch(memory)):
+    if memory is not None and not (isinstance(memory, str) and MEMORY_RE.fullmatch(memory)
+                                   and len(memory) <= 16 and MEMORY_MIN <= _memory_bytes(memory) <= MEMORY_MAX):
         problems.add(line_of(limits, "memory"), f"{where}.limits.memory", f"{show(memory)} is not a memory size",
-                     "write a size like 256m or 1g")
+                     "write a size from 6m to 1024g, like 256m or 1g (docker refuses under 6 MiB)")
         memory = None
     pids = None
     if "pids" in limits:
