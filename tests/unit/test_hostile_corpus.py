@@ -15,6 +15,7 @@ A case is a mapping:
     exit: 2                      the expected exit code
     first: REGEX                 searched in the first non-empty line of stderr (else stdout)
     stdout: REGEX                optional, searched in the whole stdout (for --json)
+    last: REGEX                  optional, searched in the last non-empty line of stderr
     writes: [PATH]               paths outside the state directory the command may create (e.g. -o FILE)
 
 Placeholders in args, env, files, plants: {fleet} {work} {outside} {state} (= $XDG_STATE_HOME/iocfleet)
@@ -134,6 +135,9 @@ def test_hostile_case(case, tmp_path):
     assert "Traceback" not in outcome.stderr, outcome.stderr
     assert outcome.code == case["exit"], (outcome.code, outcome.stdout[-2000:], outcome.stderr[-2000:])
     assert re.search(case["first"], outcome.first_line), (case["first"], outcome.first_line, outcome.stderr[-2000:])
+    if "last" in case:
+        lines = [x for x in outcome.stderr.splitlines() if x.strip()]
+        assert lines and re.search(case["last"], lines[-1]), (case["last"], outcome.stderr[-2000:])
     if "stdout" in case:
         assert re.search(case["stdout"], outcome.stdout), (case["stdout"], outcome.stdout[:2000])
     assert (root / "outside" / "victim").read_text() == VICTIM
