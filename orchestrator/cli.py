@@ -347,12 +347,43 @@ def export(kind, fleet, output, interface, strategy, host_name, node, namespace,
         return
     if result.findings:
         click.echo(findings_text(result.findings), err=True)
-    with click.open_file(output, "w") as out:
-        out.write(result.text)
+    _write_output(output, result.text)
     if output != "-":
         click.echo(f"{output}: {kind} for fleet {next(iter(result.plans.values())).fleet!r} "
                    f"({sum(len(p.iocs) for p in result.plans.values())} IOC(s) on {', '.join(result.plans)})",
                    err=True)
+
+
+def _write_output(output: str, text: str) -> None:
+    """Write `text` to `output` whole or not at all: a regular file through a temporary file renamed over
+    it; `-` or a device directly. A missing folder or a full device is exit 2, not 70 (issue 13, class 7)."""
+    import os
+
+    from orchestrator.errors import UsageError
+
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    tmp = None
+    try:
+        if os.path.exists(output) and not os.path.isfile(output):
+            with open(output, "w") as out:
+                out.write(text)
+            return
+        tmp = f"{output}.{os.getpid()}.tmp"
+        with open(tmp, "x") as out:
+            out.write(text)
+        os.replace(tmp, output)
+        tmp = None
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}", "-o/--output",
+                         "give a file in an existing directory you can write, on a device with room") from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def main() -> None:

@@ -313,3 +313,17 @@ def alive(pid: int | None, started: float | None = None) -> bool:
     except psutil.Error:
         return False
 
+
+def own_group_leader(pid: int) -> tuple[str, ...] | None:
+    """The command line of `pid` when it leads its own process group and runs as this user (what a
+    supervisor iocfleet started looks like); None otherwise or when it is gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        cmdline = tuple(proc.cmdline())
+        if os.getpgid(pid) != pid or proc.uids().real != os.getuid():
+            return None
+    except (psutil.Error, OSError):
+        return None
+    return cmdline

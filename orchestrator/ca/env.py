@@ -98,11 +98,16 @@ def yes_no(environ: Mapping[str, str], variable: str, default: bool) -> bool:
     raise UsageError(f"{variable}={value!r} is not YES or NO", variable, f"set {variable}=YES or {variable}=NO")
 
 
+def _digits(text: str, most: int = 5) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts `²`, which `int()` then refuses (issue 13, class 7)."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def port_value(environ: Mapping[str, str], variable: str, default: int) -> int:
     value = environ.get(variable, "").strip()
     if not value:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    if not _digits(value) or not 1 <= int(value) <= 65535:
         raise UsageError(f"{variable}={value!r} is not a port number", variable, "use a number from 1 to 65535")
     return int(value)
 
@@ -124,16 +129,18 @@ def parse_entry(item: str, default_port: int, variable: str = "EPICS_CA_ADDR_LIS
 def _entry_problem(host: str, sep: str, port_text: str, item: str) -> str | None:
     if "," in item or ";" in item:
         return "contains a comma or semicolon (entries are separated by spaces)"
-    if sep and (not port_text.isdigit() or not 1 <= int(port_text) <= 65535):
+    if item.count(":") > 1 or item.startswith("["):
+        return "is an IPv6 address (Channel Access searches IPv4 addresses only)"
+    if sep and (not _digits(port_text) or not 1 <= int(port_text) <= 65535):
         return f"has port {port_text!r}, not a number from 1 to 65535"
     if not host:
         return "has no host"
-    if _NUMERIC.match(host):
+    if _NUMERIC.fullmatch(host):
         parts = host.split(".")
-        if len(parts) != 4 or not all(p.isdigit() and int(p) <= 255 for p in parts):
+        if len(parts) != 4 or not all(_digits(p, 3) and int(p) <= 255 for p in parts):
             return "is not a dotted IPv4 address (four numbers 0-255)"
         return None
-    if not _HOSTNAME.match(host):
+    if not _HOSTNAME.fullmatch(host):
         return "is neither an IPv4 address nor a host name"
     return None
 

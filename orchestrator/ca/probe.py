@@ -35,6 +35,24 @@ MAX_ROUNDS = 256  # sockets open at once; also bounds the cid space below
 MAX_NAMES = 64
 MAX_DESTINATIONS = 32
 MAX_REPLIES = 20_000
+# The longest name a CA search can carry here (issue 13, class 2; measured, docs/reliability.md): caproto's
+# client refuses record names over 59 characters (caproto._constants.MAX_RECORD_LENGTH, raised by its
+# SearchRequest), while libca (pyepics) and both IOC runtimes take 60. So 59 is the fleet-wide limit.
+MAX_SEARCH_NAME = 59
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be searched for (too long, empty, not ASCII, whitespace), or None."""
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    record = name.partition(".")[0]
+    if len(record) > MAX_SEARCH_NAME:
+        return f"has {len(record)} characters before any `.FIELD`; CA clients search at most {MAX_SEARCH_NAME}"
+    if not name.isascii() or any(c.isspace() or not c.isprintable() for c in name):
+        return "has characters a PV name cannot have (non-ASCII, space, control)"
+    if len(name) > 255:
+        return "is longer than 255 characters"
+    return None
 USE_SENDER = "255.255.255.255"  # SearchResponse ip meaning "connect to the address this came from"
 
 Address = tuple[str, int]
@@ -157,6 +175,10 @@ def search(
     names, destinations = tuple(names), tuple((str(h), int(p)) for h, p in destinations)
     if not names or not destinations:
         raise UsageError("nothing to probe", "probe", "give at least one name and one destination")
+    bad = next((n for n in names if name_problem(n)), None)
+    if bad is not None:
+        raise UsageError(f"PV name {bad[:40]!r}{'...' if len(bad) > 40 else ''} {name_problem(bad)}", "probe",
+                         "search for names of at most 59 characters")
     if len(names) > MAX_NAMES or len(destinations) > MAX_DESTINATIONS or not 1 <= rounds <= MAX_ROUNDS:
         raise UsageError(f"probe too large ({len(names)} names, {len(destinations)} destinations, "
                          f"{rounds} rounds)", "probe",
@@ -220,23 +242,33 @@ def search_batched(
     until_found: bool = False,
     parallel: int | None = None,
     fixed_port: bool = False,
+    socket_budget: int = 512,
 ) -> ProbeResult:
-    """`search` for any number of names: batches of MAX_NAMES names, in flight at once (at most `parallel`
-    batches; default all), merged into one result. What readiness and the doctor both search with.
-    `fixed_port`: each batch sends all its rounds from one socket (one client's source port)."""
+    """`search` for any number of names and destinations: batches of MAX_NAMES names x MAX_DESTINATIONS
+    destinations, in flight at once (at most `parallel` batches, and no more than `socket_budget` sockets,
+    bounded by this process's file descriptors), merged into one result. What readiness and the doctor
+    both search with. `fixed_port`: each batch sends all its rounds from one socket (one client's port)."""
+    import resource
     from concurrent.futures import ThreadPoolExecutor
 
     names = tuple(names)
-    batches = [names[i:i + MAX_NAMES] for i in range(0, len(names), MAX_NAMES)]
-    if len(batches) <= 1:
-        return search(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory,
+    destinations = tuple((str(h), int(p)) for h, p in destinations)
+    batches = [(names[i:i + MAX_NAMES], destinations[j:j + MAX_DESTINATIONS])
+               for i in range(0, len(names), MAX_NAMES) for j in range(0, len(destinations), MAX_DESTINATIONS)]
+
+    def one(batch) -> ProbeResult:
+        return search(batch[0], batch[1], rounds=rounds, timeout=timeout, socket_factory=socket_factory,
                       until_found=until_found, fixed_port=fixed_port)
-    workers = len(batches) if parallel is None else max(1, min(parallel, len(batches)))
+
+    if len(batches) <= 1:
+        return one((names, destinations))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    per_batch = 1 if fixed_port else rounds
+    budget = max(per_batch, min(socket_budget, (soft if soft > 0 else 1024) // 2))
+    workers = max(1, min(len(batches), budget // per_batch, parallel or len(batches)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(lambda batch: search(batch, destinations, rounds=rounds, timeout=timeout,
-                                                   socket_factory=socket_factory, until_found=until_found,
-                                                   fixed_port=fixed_port), batches))
-    return ProbeResult(names, parts[0].destinations, rounds, tuple(r for p in parts for r in p.replies),
+        parts = list(pool.map(one, batches))
+    return ProbeResult(names, destinations, rounds, tuple(r for p in parts for r in p.replies),
                        tuple(e for p in parts for e in p.errors), max(p.elapsed for p in parts),
                        any(p.truncated for p in parts))
 

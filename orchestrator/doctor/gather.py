@@ -25,6 +25,10 @@ from orchestrator.errors import UsageError
 from orchestrator.hostmodel import HostSnapshot
 from orchestrator.plan import planner
 
+MAX_DOCTOR_NAMES = 4096
+MAX_DOCTOR_DESTINATIONS = 1024
+SOCKET_BUDGET = 512  # UDP sockets in flight at once
+
 DEFAULT_REPEAT = 20
 
 
@@ -57,6 +61,11 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     if options.fleet:
         settings, fleet_names, fleet_view = _fleet(options.fleet, options.backend, settings, network)
         names = names or fleet_names
+    if len(names) > MAX_DOCTOR_NAMES:
+        raise UsageError(f"{len(names)} names to search", "--names",
+                         f"the doctor searches at most {MAX_DOCTOR_NAMES} names at once; give fewer")
+    unsearchable = tuple((n, probe.name_problem(n)) for n in names if probe.name_problem(n))
+    names = tuple(n for n in names if not probe.name_problem(n))
     if options.addr_list is not None:
         settings = replace(settings, entries=caenv.addr_list(options.addr_list, settings.server_port, "--addr-list"),
                            source="--addr-list")
@@ -82,10 +91,12 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
         else:
             from concurrent.futures import ThreadPoolExecutor as _Pool
 
+            source = "--addr-list" if settings.source == "--addr-list" else "EPICS_CA_ADDR_LIST"
             with _Pool(max_workers=2) as pool:  # fresh-port and fixed-port rounds in flight together
-                fresh = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory)
+                fresh = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory,
+                                    False, source)
                 fixed = pool.submit(search, names, destinations, options.repeat, options.timeout, socket_factory,
-                                    True)
+                                    True, source)
                 result, fixed_result = fresh.result(), fixed.result()
     else:
         notes.append("no names to search: give --names PV ... or --fleet FILE for a live probe")
@@ -94,7 +105,8 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     snap = host.snapshot(extra_ports=ports, network=network)
     processes = tuple(_process(pid) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
-                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), fixed_result)
+                             fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), fixed_result,
+                             unsearchable)
     return with_stale(doctor.diagnose(obs), fleet_view, snap)
 
 
@@ -114,14 +126,15 @@ def with_stale(diagnosis, fleet_view, snap):
 
 
 def search(names, destinations, rounds: int, timeout: float, socket_factory,
-           fixed_port: bool = False) -> probe.ProbeResult:
-    """probe.search_batched: batches of MAX_NAMES names, all in flight at once; one merged result.
-    `fixed_port`: each batch sends all its rounds from one socket (one client's source port)."""
-    if len(destinations) > probe.MAX_DESTINATIONS:
-        raise UsageError(f"{len(destinations)} addresses to search", "EPICS_CA_ADDR_LIST",
-                         f"the doctor searches at most {probe.MAX_DESTINATIONS} addresses at once")
+           fixed_port: bool = False, source: str = "EPICS_CA_ADDR_LIST") -> probe.ProbeResult:
+    """probe.search_batched: batches of MAX_NAMES names and MAX_DESTINATIONS destinations, a bounded number
+    in flight at once (file descriptors); one merged result. `fixed_port`: each batch sends all its rounds
+    from one socket (one client's source port)."""
+    if len(destinations) > MAX_DOCTOR_DESTINATIONS:
+        raise UsageError(f"{len(destinations)} addresses to search", source,
+                         f"the doctor searches at most {MAX_DOCTOR_DESTINATIONS} addresses")
     return probe.search_batched(names, destinations, rounds=rounds, timeout=timeout, socket_factory=socket_factory,
-                                fixed_port=fixed_port)
+                                fixed_port=fixed_port, socket_budget=SOCKET_BUDGET)
 
 
 def resolve(settings: caenv.ClientSettings, hosts_file: Path = Path("/etc/hosts")) -> tuple[list, list]:

@@ -85,6 +85,10 @@ def diagnose(obs: Observation) -> Diagnosis:
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
     findings = by_severity(_dedupe(findings))
+    for name, why in obs.unsearchable:
+        findings.append(Finding("name-unsearchable", ERROR, f"PV name {name[:40]!r}{'...' if len(name) > 40 else ''} "
+                                f"{why}; it was not searched", "rename the PV (prefix + name) to at most 59 "
+                                "characters, or search for a shorter name", "R13", (name[:80],)))
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:
         notes.append("could not read the environment of pid(s) " + ", ".join(str(p.pid) for p in procs_note)

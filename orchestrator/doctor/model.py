@@ -64,6 +64,7 @@ class Observation:
     unresolved: tuple[str, ...] = ()  # host names in the list the doctor could not resolve
     notes: tuple[str, ...] = ()
     fixed_probe: ProbeResult | None = None  # the same search, every round from ONE source port (as clients do)
+    unsearchable: tuple[tuple[str, str], ...] = ()  # (name, why) of names no CA search can carry
 
 
 @dataclass(frozen=True)

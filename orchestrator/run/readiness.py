@@ -208,8 +208,13 @@ def path_reach(result, dest, owner: dict[str, str]) -> PathReach:
 
 def locate(names: list[str], destinations, window: float) -> dict[tuple[str, int], list[str]]:
     """Search `names` at every destination (batches in parallel); the server (ip, tcp port) of each name."""
-    from orchestrator.ca.probe import search_batched
+    from orchestrator.ca.probe import name_problem, search_batched
 
+    names = [n for n in names if name_problem(n) is None]  # a name no client can search is never found
+    if not names or not destinations:
+        return {}
+    # A distinct-ports fleet has one destination per IOC: search_batched splits them by the probe's
+    # destination limit, so no fleet size that passes `check` fails here (issue 13, class 5).
     result = search_batched(names, destinations, rounds=1, timeout=window, until_found=True,
                             parallel=SEARCH_PARALLEL)
     found: dict[tuple[str, int], list[str]] = defaultdict(list)

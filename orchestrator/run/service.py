@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import SpecError, UsageError
 
 
 def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
@@ -21,18 +21,28 @@ def fleet_name_of(fleet: str | None, fleet_name: str | None) -> str:
 
     try:
         return spec.load(path).name
-    except Exception:  # noqa: BLE001 - an invalid file may still carry its name
-        import yaml
-
+    except SpecError:  # an invalid file may still carry its name: only its `fleet:` key, held to the rule
         if not path.is_file():  # a pipe or device: spec.load said why; reading it would block
             raise
-        try:
-            data = yaml.safe_load(path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("fleet"), str):
-                return data["fleet"]
-        except (OSError, yaml.YAMLError):
-            pass
-        raise
+        name = _name_in(path)
+        if name is None:
+            raise
+        return _checked_name(name, f"fleet: in {fleet}")
+
+
+def _name_in(path: Path) -> str | None:
+    """The `fleet:` value of a fleet file that failed validation, read with the same bounded loader."""
+    from orchestrator.spec.fields import valid_name
+    from orchestrator.spec.yamlsource import load_yaml
+
+    try:
+        if path.stat().st_size > 1_000_000:
+            return None
+        data = load_yaml(path.read_text(encoding="utf-8")).data
+    except (OSError, ValueError, RecursionError, MemoryError, Exception):  # noqa: BLE001 - any unreadable file
+        return None
+    name = data.get("fleet") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and valid_name(name) else None
 
 
 def _checked_name(name: str, where: str) -> str:
@@ -40,7 +50,7 @@ def _checked_name(name: str, where: str) -> str:
     locks, so `../x` or `/etc/x` must never become a path outside the state directory."""
     from orchestrator.spec.fields import NAME_RE
 
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         what = f"{name!r} is not a fleet name" + (" and no such file exists" if where == "FLEET" else "")
         raise UsageError(what, where,
                          "give an existing fleet file, or a name of 1-63 letters, digits, _ . - "
@@ -54,7 +64,10 @@ def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: f
     from orchestrator import spec
     from orchestrator.run.backends import select
 
+    from orchestrator.run.statedir import state_root
+
     fleet = spec.load(fleet_file)
+    state_root()  # a relative XDG_STATE_HOME or an empty HOME is refused before anything else
     backend = select(backend_name)
     if progress:
         progress(f"backend: {backend.name}")

@@ -43,14 +43,21 @@ def update(path: Path, **changes) -> dict:
     # The supervisor and `iocfleet up` update one state file at the same moment right after a start: an
     # flock on its directory keeps each read-modify-write whole (else one side's keys were lost, leaving
     # a running IOC shown as "created" or "exited"), and a per-process temporary name keeps their writes apart.
-    fd = os.open(path.parent, os.O_RDONLY)
+    from orchestrator.run import statedir
+
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        data = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            data = json.loads(statedir.read_text(path))
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError):
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
         data.update(changes)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        statedir.write_atomic(path, json.dumps(data, indent=1))
     finally:
         os.close(fd)
     return data

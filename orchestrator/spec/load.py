@@ -11,6 +11,7 @@ from pathlib import Path
 from orchestrator.errors import SpecError
 from orchestrator.spec import validate
 from orchestrator.spec.model import FleetSpec
+from orchestrator.spec.yamlsource import MAX_FILE_BYTES
 
 
 def load(path: str | Path) -> FleetSpec:
@@ -21,7 +22,9 @@ def load(path: str | Path) -> FleetSpec:
         if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
             raise SpecError([f"{source}:0: file: not a regular file (a pipe or device) — "
                              "give the path of a fleet YAML file"])
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES * 4 + 1)  # UTF-8: at most 4 bytes a character
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([f"{source}:0: file: not found — check the path, or create it (see docs/fleet-file.md)"])
     except IsADirectoryError:
@@ -30,6 +33,15 @@ def load(path: str | Path) -> FleetSpec:
         raise SpecError([f"{source}:0: file: permission denied — make it readable (chmod a+r) or run as its owner"])
     except UnicodeDecodeError:
         raise SpecError([f"{source}:0: file: not UTF-8 text — save the fleet file as UTF-8 YAML"])
+    except OSError as exc:  # a symlink loop, a path through a regular file, a name too long, ...
+        raise SpecError([f"{source}:0: file: cannot be read ({exc.strerror or type(exc).__name__}) — "
+                         "give the path of a fleet YAML file"])
+    if len(data) > MAX_FILE_BYTES * 4:
+        raise SpecError([f"{source}:1: file: over {MAX_FILE_BYTES} characters — split the fleet, or use "
+                         "`replicas` instead of repeating entries"])
+    if "\0" in text:
+        raise SpecError([f"{source}:1: file: contains a NUL byte, so it is not a YAML text file — "
+                         "give the path of a fleet YAML file"])
     return parse(text, source)
 
 

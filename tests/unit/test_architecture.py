@@ -132,7 +132,7 @@ def test_every_package_says_what_it_owns():
 
 
 @pytest.mark.parametrize("package, allowed", [
-    ("orchestrator.spec", {"orchestrator.errors", "orchestrator.paths"}),
+    ("orchestrator.spec", {"orchestrator.errors", "orchestrator.paths", "orchestrator.ca.env"}),
     ("orchestrator.ca", {"orchestrator.errors", "orchestrator.hostmodel", "orchestrator.spec"}),
 ])
 def test_bottom_packages_import_only_what_their_docstring_says(package, allowed):

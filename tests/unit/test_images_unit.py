@@ -64,7 +64,7 @@ def test_a_full_description_parses_with_defaults_and_normalised_values():
     ({"name": "A", "type": "float", "unit": "K"}, "unknown key 'unit'"),
     ({"name": "HEARTBEAT", "type": "int"}, "served by every IOC"),
     ({"name": "A B", "type": "int"}, "PV name characters"),
-    ({"name": "X" * 60, "type": "int"}, "longer than 60"),
+    ({"name": "X" * 60, "type": "int"}, "longer than 59"),
 ])
 def test_each_bad_pv_is_refused_with_a_message_naming_it(pv, fragment):
     with pytest.raises(IocSpecError) as caught:

@@ -23,6 +23,9 @@ from orchestrator.plan import identity
 from orchestrator.plan.model import PlannedIOC
 from orchestrator.run.instance import Instance
 from orchestrator.run.statedir import fleet_dir, make_dir, state_root
+from orchestrator.plan.identity import REPEATER
+from orchestrator.run import statedir
+from orchestrator.spec.fields import valid_name
 
 STOP_GRACE = 5.0
 
@@ -39,14 +42,25 @@ class ProcessBackend:
     # -- finding ---------------------------------------------------------------------------------
     def instances(self, fleet: str | None = None, details: bool = True) -> list[Instance]:
         root = state_root(self._environ) / "fleets"
-        dirs = [root / fleet] if fleet else sorted(p for p in root.glob("*") if p.is_dir())
+        for directory in (root.parent, root, fleet_dir(fleet, self._environ) if fleet else None):
+            if directory is not None and (directory.exists() or directory.is_symlink()):
+                statedir.check_dir(directory)  # another user's or a world-writable state dir is refused
+        if fleet:
+            dirs = [fleet_dir(fleet, self._environ)]
+        else:
+            dirs = sorted(p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and valid_name(p.name))
         found = []
         for directory in dirs:
+            if directory.is_symlink():
+                continue
             for path in sorted(directory.glob("*.json")):
+                if not valid_name(path.stem):
+                    continue
                 try:
-                    found.append(self._instance(json.loads(path.read_text()), details))
-                except (OSError, ValueError, KeyError):
+                    data = json.loads(statedir.read_text(path))
+                except (OSError, ValueError):
                     continue  # a file being replaced right now; the next look sees it
+                found.append(self._instance(checked_record(data, directory.name, path.stem), details))
         return found
 
     def _instance(self, data: dict, details: bool = True) -> Instance:
@@ -97,11 +111,11 @@ class ProcessBackend:
         state, log = directory / f"{name}.json", directory / f"{name}.log"
         record = {"fleet": fleet, "name": name, "role": role, "runtime": runtime, "plan_hash": plan_hash,
                   "argv": argv, "env": env, "restart": restart, "state": "created", "log": str(log)}
-        state.write_text(json.dumps(record, indent=1))
+        statedir.write_atomic(state, json.dumps(record, indent=1))
         child_env = {k: v for k, v in self._environ.items() if not k.startswith("EPICS_")}
         child_env.update(env)
         child_env["PYTHONUNBUFFERED"] = "1"
-        with open(log, "ab") as out:
+        with os.fdopen(statedir.open_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.run.supervise", "--state", str(state), "--restart", restart,
                  "--", *argv],
@@ -110,19 +124,21 @@ class ProcessBackend:
             )
         created = host.started_at(proc.pid)
         _merge(state, supervisor_pid=proc.pid, supervisor_created=created)
-        return self._instance(json.loads(state.read_text()))
+        return self._instance(checked_record(json.loads(statedir.read_text(state)), fleet, name))
 
     # -- stopping and inspecting -----------------------------------------------------------------
     def remove(self, instance: Instance) -> None:
         directory = fleet_dir(instance.fleet, self._environ)
+        if not valid_name(instance.name):
+            return
         state = directory / f"{instance.name}.json"
         try:
-            data = json.loads(state.read_text())
+            data = checked_record(json.loads(statedir.read_text(state)), instance.fleet, instance.name)
         except (OSError, ValueError):
             data = {}
-        _terminate(data.get("supervisor_pid"), data.get("supervisor_created"))
+        _terminate(data.get("supervisor_pid"), data.get("supervisor_created"), state)
         for path in (state, directory / f"{instance.name}.log"):
-            path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # unlinks a planted symlink itself, never its target
         try:
             directory.rmdir()
         except OSError:
@@ -130,22 +146,29 @@ class ProcessBackend:
 
     def restart(self, instance: Instance) -> Instance:
         state = fleet_dir(instance.fleet, self._environ) / f"{instance.name}.json"
-        data = json.loads(state.read_text())
-        _terminate(data.get("supervisor_pid"), data.get("supervisor_created"))
+        try:
+            data = checked_record(json.loads(statedir.read_text(state)), instance.fleet, instance.name)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the state of {instance.name}: {exc}", str(state),
+                             "`iocfleet down` then `iocfleet up` the fleet") from exc
+        if not data.get("argv") or data["runtime"] == "invalid":
+            raise UsageError(f"the state file of {instance.name} is not iocfleet's", str(state),
+                             "`iocfleet down` then `iocfleet up` the fleet")
+        _terminate(data.get("supervisor_pid"), data.get("supervisor_created"), state)
         return self._spawn(data["fleet"], data["name"], data["role"], data["runtime"], data["plan_hash"],
                            data["argv"], data["env"], data["restart"])
 
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:
         path = fleet_dir(instance.fleet, self._environ) / f"{instance.name}.log"
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            lines = _tail_text(path).splitlines()
         except OSError:
             return []
         return lines[-tail:] if tail else lines
 
     def follow(self, instance: Instance) -> Iterator[str]:
         path = fleet_dir(instance.fleet, self._environ) / f"{instance.name}.log"
-        with open(path, errors="replace") as handle:
+        with os.fdopen(statedir.open_file(path, os.O_RDONLY), errors="replace") as handle:
             while True:
                 line = handle.readline()
                 if line:
@@ -162,9 +185,11 @@ def _merge(path: Path, **changes) -> None:
     update(path, **changes)
 
 
-def _terminate(pid: int | None, created: float | None) -> None:
-    """SIGTERM the supervisor's process group, wait, then SIGKILL what is left."""
-    if not host.alive(pid, created):
+def _terminate(pid: int | None, created: float | None, state: Path | None = None) -> None:
+    """SIGTERM the supervisor's process group, wait, then SIGKILL what is left; only when `pid` is the very
+    supervisor iocfleet recorded: same start time, our supervise module on its command line for this state
+    file, and leader of its own process group (a planted or stale state file names any pid)."""
+    if not _ours(pid, created, state):
         return
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -177,3 +202,58 @@ def _terminate(pid: int | None, created: float | None) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _ours(pid, created, state: Path | None) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or not isinstance(created, (int, float)):
+        return False
+    if not host.alive(pid, created):
+        return False
+    cmdline = host.own_group_leader(pid)
+    if cmdline is None:
+        return False
+    return "orchestrator.run.supervise" in cmdline and (state is None or str(state) in cmdline)
+
+
+def _tail_text(path: Path, limit: int = 4_000_000) -> str:
+    fd = statedir.open_file(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            os.lseek(fd, size - limit, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+ROLES = ("ioc", "repeater")
+STATES = ("created", "running", "restarting", "exited")
+
+
+def checked_record(data, fleet: str, name: str) -> dict:
+    """A state file's content held to the schema iocfleet writes (issue 13, class 3: it is untrusted).
+
+    `fleet` and `name` come from the file's place, never from its content; a field of the wrong type or
+    value makes the whole record an `exited` instance with nothing to signal, so `down` still removes it.
+    """
+    def is_int(value, low=0):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    ok = (isinstance(data, dict) and data.get("fleet") == fleet and data.get("name") == name
+          and data.get("role") in ROLES and isinstance(data.get("runtime"), str)
+          and isinstance(data.get("plan_hash"), str) and data.get("state", "created") in STATES
+          and all(data.get(k) is None or is_int(data[k], 2) for k in ("pid", "supervisor_pid"))
+          and (data.get("supervisor_created") is None or isinstance(data["supervisor_created"], (int, float)))
+          and (data.get("exit_code") is None or is_int(data["exit_code"]))
+          and is_int(data.get("restarts", 0))
+          and isinstance(data.get("argv", []), list) and all(isinstance(a, str) for a in data.get("argv", []))
+          and isinstance(data.get("env", {}), dict)
+          and all(isinstance(k, str) and isinstance(v, str) for k, v in data.get("env", {}).items())
+          and data.get("restart", "no") in ("no", "on-failure", "always"))
+    if ok:
+        return data
+    return {"fleet": fleet, "name": name, "role": "ioc" if name != REPEATER else "repeater", "runtime": "invalid",
+            "plan_hash": "invalid", "state": "exited", "exit_code": None, "restarts": 0}
