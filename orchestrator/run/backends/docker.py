@@ -40,19 +40,9 @@ def engine_error(timeout: float = 3.0) -> str | None:
         return str(exc).splitlines()[0][:200] or type(exc).__name__
 
 
-def container_name(fleet: str, name: str) -> str:
-    return f"iocfleet-{fleet}-{name}"
-
-
 def image_ref(ioc: PlannedIOC) -> str:
     """The image an IOC runs: ours (tagged by content) for caproto/softioc, the user's for `image`."""
-    if ioc.runtime == "image":
-        return ioc.image or ""
-    if ioc.image:
-        return ioc.image
-    from orchestrator.images.catalog import image_tag
-
-    return image_tag(ioc.runtime)
+    return identity.image_ref(ioc, image_tag)
 
 
 def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
