@@ -157,3 +157,27 @@ def test_the_layer_test_sees_an_upward_import(tmp_path):
     assert edges["orchestrator.plan.x"] == {"orchestrator.run.y"}  # a function-level import counts
     assert cycles(edges) == [["orchestrator.plan.x", "orchestrator.run.y"]]
     assert layer_of("orchestrator.run.y") > layer_of("orchestrator.plan.x")
+
+
+# One module per outside library (docs/architecture.md): who may import what.
+OWNERS = {
+    "psutil": {"orchestrator.host"},
+    "netifaces": {"orchestrator.host"},
+    "docker": {"orchestrator.run.backends.docker", "orchestrator.images.build"},
+}
+
+
+def outside_imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_psutil_netifaces_and_docker_are_each_imported_by_their_owners_only():
+    strays = sorted(f"{module} imports {lib}" for module, path in modules().items()
+                    for lib in outside_imports(path) & set(OWNERS) if module not in OWNERS[lib])
+    assert strays == []
