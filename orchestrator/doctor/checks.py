@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from orchestrator.ca.env import beacon_settings, host_is_ip
 from orchestrator.hostmodel import HostSnapshot, Interface, PortHolder
 from orchestrator.findings import ERROR, INFO, WARNING, Finding
-
-if TYPE_CHECKING:
-    from orchestrator.doctor.model import Observation, Process
+from orchestrator.doctor.model import Observation, Process
 
 CA_RUNTIMES = ("caproto", "softioc")
 
 
-def who(holder: PortHolder, procs: dict[int, "Process"]) -> str:
+def who(holder: PortHolder, procs: dict[int, Process]) -> str:
     """'pid 123 (caproto_server.py, uid 0, container 3f2a…)' for messages."""
     proc = procs.get(holder.pid or -1)
     parts = [proc.label if proc else (holder.process or "unknown process")]
@@ -31,12 +28,12 @@ def who(holder: PortHolder, procs: dict[int, "Process"]) -> str:
     return f"pid {holder.pid} ({', '.join(parts)})"
 
 
-def server_ports(obs: "Observation") -> list[int]:
+def server_ports(obs: Observation) -> list[int]:
     """The UDP ports the client searches: its entries' ports and the default server port."""
     return sorted({obs.client.server_port, *(p for _, p in obs.destinations), *(e.port for e in obs.client.entries)})
 
 
-def static_findings(obs: "Observation") -> list[Finding]:
+def static_findings(obs: Observation) -> list[Finding]:
     procs = {p.pid: p for p in obs.processes}
     return [
         *_udp_holders(obs, procs),
@@ -48,7 +45,7 @@ def static_findings(obs: "Observation") -> list[Finding]:
     ]
 
 
-def _udp_holders(obs: "Observation", procs: dict) -> list[Finding]:
+def _udp_holders(obs: Observation, procs: dict) -> list[Finding]:
     out = []
     for port in server_ports(obs):
         holders = obs.snapshot.holders("udp", port)
@@ -87,7 +84,7 @@ def _udp_holders(obs: "Observation", procs: dict) -> list[Finding]:
     return out
 
 
-def _ioc_containers(obs: "Observation") -> set[str]:
+def _ioc_containers(obs: Observation) -> set[str]:
     """Containers that run an IOC: fleet IOC containers and containers holding a CA server port."""
     found = {h.container for port in server_ports(obs) for h in obs.snapshot.holders("udp", port) if h.container}
     if obs.fleet:
@@ -95,7 +92,7 @@ def _ioc_containers(obs: "Observation") -> set[str]:
     return found
 
 
-def _repeater(obs: "Observation", procs: dict) -> list[Finding]:
+def _repeater(obs: Observation, procs: dict) -> list[Finding]:
     port = obs.client.repeater_port
     holders = obs.snapshot.holders("udp", port)
     if not holders:
@@ -118,7 +115,7 @@ def _repeater(obs: "Observation", procs: dict) -> list[Finding]:
     return out
 
 
-def _beacons(obs: "Observation", procs: dict) -> list[Finding]:
+def _beacons(obs: Observation, procs: dict) -> list[Finding]:
     ports = server_ports(obs)
     holders = {h.pid for p in ports for h in obs.snapshot.holders("udp", p) if h.pid}
     out = []
@@ -162,7 +159,7 @@ def route_of(address: str, snapshot: HostSnapshot) -> tuple[str, Interface | Non
     return "none", None
 
 
-def _entries(obs: "Observation") -> list[Finding]:
+def _entries(obs: Observation) -> list[Finding]:
     out = []
     for e in obs.client.entries:
         if not host_is_ip(e.host):
@@ -197,7 +194,7 @@ def _entries(obs: "Observation") -> list[Finding]:
     return out
 
 
-def _interfaces(obs: "Observation") -> list[Finding]:
+def _interfaces(obs: Observation) -> list[Finding]:
     named = {route_of(e.host, obs.snapshot)[1].name for e in obs.client.entries
              if host_is_ip(e.host) and route_of(e.host, obs.snapshot)[0] == "down"}
     out = []
@@ -227,7 +224,7 @@ def auto_broadcasts(snapshot: HostSnapshot) -> list[str]:
     return [b for i in snapshot.interfaces if i.up and not i.loopback for b in i.broadcasts()]
 
 
-def _auto(obs: "Observation") -> list[Finding]:
+def _auto(obs: Observation) -> list[Finding]:
     if not obs.client.auto_addr_list:
         return []
     targets = ", ".join(auto_broadcasts(obs.snapshot)) or "none found"

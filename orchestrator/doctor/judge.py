@@ -2,7 +2,7 @@
 
 Pure over its inputs: an `Observation` (client settings, host snapshot, the CA processes, the probe
 result, the running fleet) goes in, a `Diagnosis` (findings with fixes, per-path reach, a verdict) comes
-out. `diagnose.py` gathers the Observation; the CLI renders the Diagnosis.
+out. `gather.run` gathers the Observation; the CLI renders the Diagnosis (`text`, or `to_dict`).
 
 Per path (one address-list entry) the doctor reports which IOC answered in what fraction of the
 searches (each search from a fresh source port, rule R3), which names more than one IOC answered (R14),

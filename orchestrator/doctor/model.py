@@ -1,6 +1,6 @@
 """The doctor's data: what it observed (client settings, processes, probe, fleet) and what it concluded.
 
-Plain frozen dataclasses with `to_dict()`; `doctor.py` turns an Observation into a Diagnosis.
+Plain frozen dataclasses with `to_dict()`; `judge.diagnose` turns an Observation into a Diagnosis.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class FleetView:
 
 @dataclass(frozen=True)
 class Observation:
-    """Everything the doctor looks at, gathered once by `diagnose.py` (or made up by a test)."""
+    """Everything the doctor looks at, gathered once by `gather.run` (or made up by a test)."""
 
     client: ClientSettings
     snapshot: HostSnapshot

@@ -1,7 +1,9 @@
 """Export a Plan as files other tools run: a compose file, a swarm stack, Kubernetes manifests.
 
-Pure functions from plans to plain data and YAML text; nothing here talks to Docker or a cluster.
-`images` (an ImageInfo) defaults to the tags and hardening of `orchestrator.images.catalog`.
+`files.export_file` reads the fleet file and inspects this host once; everything after that is pure
+functions from plans to plain data and YAML text (`compose`, `swarm`, `k8s`, sharing `common`). Nothing
+here talks to Docker or a cluster. Names and labels are `plan.identity`'s; `images` (an ImageInfo) defaults
+to the tags and hardening of `orchestrator.images.catalog`.
 """
 
 from orchestrator.export.common import ImageInfo, plan_hash

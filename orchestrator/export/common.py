@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from orchestrator.images.catalog import RUNTIMES as BUILT_RUNTIMES
-from orchestrator.images.catalog import TMPFS
+from orchestrator.images.catalog import TMPFS, container_hardening, image_tag
 from orchestrator.plan import identity
 from orchestrator.plan.identity import (IOC_UID, LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE,
                                         LABEL_RUNTIME, REPEATER, plan_hash)
@@ -52,8 +52,6 @@ class ImageInfo:
     @classmethod
     def from_images(cls) -> "ImageInfo":
         """Tags and hardening as `orchestrator.images.catalog` defines them (reads ioc_images/, no Docker call)."""
-        from orchestrator.images.catalog import container_hardening, image_tag
-
         return cls({r: image_tag(r) for r in BUILT_RUNTIMES}, {r: container_hardening(r) for r in BUILT_RUNTIMES},
                    IOC_UID)
 

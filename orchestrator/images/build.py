@@ -25,6 +25,7 @@ from orchestrator.images import context
 from orchestrator.images import debian
 from orchestrator.images import inputs
 from orchestrator.images import wheelhouse
+from orchestrator.plan.identity import LABEL_FLEET
 from orchestrator.images.catalog import (IOC_UID, RUNTIMES, check_runtime, container_hardening, image_tag,
                                          ioc_images_root, program_argv, program_path)
 
@@ -271,7 +272,7 @@ def _check_base_python(client, base_ref: str) -> None:
     probe = "import sys; print('%d.%d' % sys.version_info[:2])"
     try:
         out = client.containers.run(base_ref, ["python3", "-c", probe], remove=True, network_mode="none",
-                                    entrypoint=[], labels={"org.iocfleet.fleet": "image-build"})
+                                    entrypoint=[], labels={LABEL_FLEET: "image-build"})
     except Exception as exc:
         raise ImageBuildError(f"base step: {base_ref} has no usable python3 ({exc})",
                               fix="pass a --base-image with python 3.11, or omit it") from None

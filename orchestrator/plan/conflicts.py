@@ -154,7 +154,7 @@ def _unicast_to_shared_port(plan: Plan) -> list[Finding]:
 def client_entries(plan: Plan) -> list[tuple[str, int]]:
     """The plan's client address list as (host, port) pairs.
 
-    Lenient on purpose (unlike caenv, which judges a user's settings): a plan with ports past 65535 must
+    Lenient on purpose (unlike ca.env, which judges a user's settings): a plan with ports past 65535 must
     still be checked, so `port-out-of-range` can say so.
     """
     env = plan.client_env_dict()

@@ -1,3 +1,4 @@
-"""Running a plan: start, find and stop IOCs (`backends`), the `up`/`down`/`status` flows (`lifecycle`,
-`service`), waiting until every PV answers (`readiness`), the state directory (`statedir`), the process
-supervisor (`supervise`) and the `Fleet` context manager behind the pytest plugin (`fleet`)."""
+"""Running a plan: start, find and stop IOCs (`backends`, behind the `Backend` interface and `Instance` of
+`instance`), the `up`/`down`/`status` flows (`lifecycle`, and `service`: what a CLI command calls), waiting
+until every PV answers over CA (`readiness`), the state directory (`statedir`), the process supervisor
+(`supervise`) and the `Fleet` context manager behind the pytest plugin (`fleet`)."""

@@ -133,11 +133,14 @@ def test_every_package_says_what_it_owns():
 
 @pytest.mark.parametrize("package, allowed", [
     ("orchestrator.spec", {"orchestrator.errors", "orchestrator.paths", "orchestrator.ca.env"}),
-    ("orchestrator.ca", {"orchestrator.errors", "orchestrator.hostmodel", "orchestrator.spec"}),
+    ("orchestrator.ca", {"orchestrator.errors", "orchestrator.hostmodel"}),
+    ("orchestrator.plan", {"orchestrator.errors", "orchestrator.findings", "orchestrator.hostmodel",
+                           "orchestrator.spec", "orchestrator.spec.model", "orchestrator.host"}),
 ])
 def test_bottom_packages_import_only_what_their_docstring_says(package, allowed):
     outside = sorted({t for m, targets in graph().items() if m == package or m.startswith(package + ".")
-                      for t in targets if not (t == package or t.startswith(package + ".")) and t not in allowed})
+                      for t in targets if not (t == package or t.startswith(package + "."))
+                      and not any(t == a or t.startswith(a + ".") for a in allowed)})
     assert outside == []
 
 
@@ -157,3 +160,33 @@ def test_the_layer_test_sees_an_upward_import(tmp_path):
     assert edges["orchestrator.plan.x"] == {"orchestrator.run.y"}  # a function-level import counts
     assert cycles(edges) == [["orchestrator.plan.x", "orchestrator.run.y"]]
     assert layer_of("orchestrator.run.y") > layer_of("orchestrator.plan.x")
+
+
+# One module per outside library (docs/architecture.md): who may import what.
+OWNERS = {
+    "psutil": {"orchestrator.host"},
+    "netifaces": {"orchestrator.host"},
+    "docker": {"orchestrator.run.backends.docker", "orchestrator.images.build"},
+}
+
+
+def outside_imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_psutil_netifaces_and_docker_are_each_imported_by_their_owners_only():
+    strays = sorted(f"{module} imports {lib}" for module, path in modules().items()
+                    for lib in outside_imports(path) & set(OWNERS) if module not in OWNERS[lib])
+    assert strays == []
+
+
+def test_the_planner_side_is_pure_only_onhost_asks_this_host():
+    asking = sorted(m for m, targets in graph().items() if m.startswith("orchestrator.plan")
+                    and "orchestrator.host" in targets)
+    assert asking == ["orchestrator.plan.onhost"]

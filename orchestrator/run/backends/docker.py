@@ -14,7 +14,8 @@ from orchestrator import host
 from orchestrator.errors import BackendUnavailable
 from orchestrator.images.catalog import container_hardening, image_tag
 from orchestrator.plan import identity
-from orchestrator.plan.identity import IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME
+from orchestrator.plan.identity import (IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME,
+                                        container_name)
 from orchestrator.plan.model import PlannedIOC
 from orchestrator.run.instance import Instance
 
@@ -43,26 +44,16 @@ def engine_error(timeout: float = 3.0) -> str | None:
         return str(exc).splitlines()[0][:200] or type(exc).__name__
 
 
-def container_name(fleet: str, name: str) -> str:
-    return f"iocfleet-{fleet}-{name}"
-
-
 def image_ref(ioc: PlannedIOC) -> str:
     """The image an IOC runs: ours (tagged by content) for caproto/softioc, the user's for `image`."""
-    if ioc.runtime == "image":
-        return ioc.image or ""
-    if ioc.image:
-        return ioc.image
-    from orchestrator.images.catalog import image_tag
-
-    return image_tag(ioc.runtime)
+    return identity.image_ref(ioc, image_tag)
 
 
 def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     """`containers.run` arguments for one IOC: host network, the plan's env, labels, hardening, limits."""
     kwargs = {
         "image": image_ref(ioc),
-        "name": identity.container_name(fleet, ioc.name),
+        "name": container_name(fleet, ioc.name),
         "environment": ioc.env_dict(),
         "labels": identity.ioc_labels(fleet, ioc, plan_hash),
         "network_mode": "host",
@@ -241,7 +232,7 @@ class DockerBackend:
 
     @_engine_call
     def start_repeater(self, fleet: str, port: int) -> Instance:
-        name = identity.container_name(fleet, identity.REPEATER)
+        name = container_name(fleet, identity.REPEATER)
         self._remove_named(name)
         container = self.client.containers.run(
             image=image_tag(identity.REPEATER_RUNTIME), entrypoint=identity.repeater_argv(), name=name,
