@@ -176,9 +176,6 @@ def test_the_ioc_programs_accept_what_the_planner_writes_into_IOCFLEET_IOC():
         assert parsed.pv_names() == list(ioc.pv_names)
 
 
-@pytest.mark.xfail(strict=True, reason="ioc_images' contract has no `writable` key: a fleet-file PV with "
-                                       "`writable: false` is refused by the IOC programs (left to the IOC "
-                                       "images work; this test turns green when they accept it)")
 def test_the_ioc_programs_accept_a_read_only_pv():
     plan = planner.plan(spec.parse(ONE.replace("pvs: [X]", "pvs: [{name: X, writable: false}]")),
                         loopback_only_snapshot())

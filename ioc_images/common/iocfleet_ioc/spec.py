@@ -28,7 +28,7 @@ INT32 = (-(2**31), 2**31 - 1)
 
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_:.;\-\[\]<>{}]+$")
 _IOC_KEYS = {"name", "prefix", "pvs"}
-_PV_KEYS = {"name", "type", "value", "count", "sim", "rate_hz", "enum_strings"}
+_PV_KEYS = {"name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable"}
 
 
 class IocSpecError(ValueError):
@@ -50,11 +50,13 @@ class PvSpec:
     sim: str | None = None
     rate_hz: float = 1.0
     enum_strings: tuple[str, ...] = ()
+    puts: bool = True  # the fleet file's `writable` (false: read-only for clients)
 
     @property
     def writable(self) -> bool:
-        """Clients may put to every PV except simulated ones, whose value the IOC owns."""
-        return self.sim is None
+        """Clients may put to every PV except simulated ones (the IOC owns their value) and those the
+        fleet file declares `writable: false`."""
+        return self.sim is None and self.puts
 
     @property
     def is_array(self) -> bool:
@@ -193,10 +195,13 @@ def _pv_from_dict(raw: Any, where: str, problems: list[str]) -> PvSpec | None:
     elif strings:
         problems.append(f"{where}: enum_strings is only for type enum")
     value = _initial_value(kind, raw.get("value"), count, tuple(strings), where, problems)
+    puts = raw.get("writable", True)
+    if not isinstance(puts, bool):
+        problems.append(f"{where}: writable {puts!r} must be true or false")
     if len(problems) > before:
         return None
     return PvSpec(name=name, type=kind, value=value, count=count, sim=sim, rate_hz=float(rate),
-                  enum_strings=tuple(strings))
+                  enum_strings=tuple(strings), puts=puts)
 
 
 def _initial_value(kind: str, value: Any, count: int, strings: tuple[str, ...], where: str,
