@@ -133,7 +133,7 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import findings_text
 
-    planned = plan_file(fleet, strategy, interface)
+    planned = plan_file(fleet, strategy, interface, neighbours=True)
     if as_json:
         click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
     else:

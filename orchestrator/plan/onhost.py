@@ -30,15 +30,18 @@ class PlannedFleet:
 
 
 def plan_file(path: str | Path, strategy: str | None = None, interface: str | None = None,
-              ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset()) -> PlannedFleet:
-    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check."""
+              ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
+              neighbours: bool = False) -> PlannedFleet:
+    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check.
+
+    `neighbours`: also check against the other fleets and CA servers on this host (`check`, `up`)."""
     fleet = spec.load(path)
-    return plan_spec(fleet, strategy, interface, ioc_uid, own_pids)
+    return plan_spec(fleet, strategy, interface, ioc_uid, own_pids, neighbours=neighbours)
 
 
 def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str | None = None,
               ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
-              snapshot: HostSnapshot | None = None) -> PlannedFleet:
+              snapshot: HostSnapshot | None = None, neighbours: bool = False) -> PlannedFleet:
     """Plan an already validated fleet on this host (or on `snapshot`)."""
     if snapshot is None:
         from orchestrator import host
@@ -47,5 +50,21 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
         base = fleet.network.base_port
         snapshot = host.snapshot(extra_ports=range(base, min(base + count + 1, 65536)), as_uid=ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
-    findings = tuple(conflicts.check(result, snapshot, own_pids))
-    return PlannedFleet(fleet, snapshot, result, findings)
+    findings = conflicts.check(result, snapshot, own_pids)
+    if neighbours:
+        findings = _with_neighbours(findings, result, snapshot, own_pids)
+    return PlannedFleet(fleet, snapshot, result, tuple(findings))
+
+
+def _with_neighbours(findings: list[Finding], plan: Plan, snapshot: HostSnapshot,
+                     own_pids: frozenset[int]) -> list[Finding]:
+    """Add the cross-fleet findings; a uid warning about a holder they name as an error goes."""
+    from orchestrator.run.hostview import neighbour_findings
+
+    extra = neighbour_findings(plan, snapshot, own_pids)
+    named = {s for f in extra if f.code == "port-uid-group" for s in f.subjects}
+    kept = [f for f in findings if not (f.code == "reuseport-uid-mismatch" and f.severity != "error"
+                                        and set(f.subjects) <= named)]
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(kept + extra, key=lambda f: order[f.severity])
+

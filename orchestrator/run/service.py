@@ -70,7 +70,7 @@ def up_spec(fleet, backend, strategy=None, interface=None, timeout: float = 60.0
 
     with fleet_lock(fleet.name, "up"):
         own = own_pids(backend.instances(fleet.name))
-        planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own)
+        planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own, neighbours=True)
         return lifecycle.up(planned, backend, timeout=timeout, force=force, keep_on_failure=keep_on_failure,
                             dry_run=dry_run, progress=progress)
 

@@ -83,3 +83,19 @@ def select(name: str = "auto") -> Backend:
     from orchestrator.run.backends.process import ProcessBackend
 
     return ProcessBackend()
+
+
+@dataclass(frozen=True)
+class Member:
+    """An instance as the host-wide view sees it (`iocfleet ls`, cross-fleet checks): with its environment."""
+
+    backend: str
+    fleet: str
+    name: str
+    role: str
+    runtime: str
+    state: str
+    pid: int | None
+    container: str | None
+    env: dict
+    user: str | None = None

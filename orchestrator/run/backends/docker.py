@@ -269,3 +269,42 @@ def _listening_port(pid: int | None) -> int | None:
     except psutil.Error:
         return None
     return ports[0] if ports else None
+
+
+def host_members(client=None) -> list:
+    """Every iocfleet container on this engine with its environment, for the host-wide view.
+
+    One sparse listing, then one inspect per container; a container that vanishes in between (another
+    `down`, a test worker's cleanup) is skipped, never an error.
+    """
+    import docker
+
+    from orchestrator.run.backends import Member
+
+    out = []
+    own = client is None
+    try:
+        if own:
+            client = docker.from_env(timeout=10)
+        listed = client.containers.list(all=True, filters={"label": LABEL_FLEET}, sparse=True)
+    except Exception:  # noqa: BLE001 - no engine answers: there are no containers to show
+        if own and client is not None:
+            client.close()
+        return []
+    for container in listed:
+        try:
+            attrs = client.api.inspect_container(container.id)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.DockerException:
+            continue
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        env = dict(e.partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
+        state = attrs.get("State") or {}
+        out.append(Member("docker", labels.get(LABEL_FLEET, ""), labels.get(LABEL_IOC, ""),
+                          labels.get(LABEL_ROLE, "ioc"), labels.get(LABEL_RUNTIME, "image"),
+                          state.get("Status", "unknown"), state.get("Pid") or None, attrs.get("Id"), env,
+                          (attrs.get("Config") or {}).get("User") or None))
+    if own:
+        client.close()
+    return out

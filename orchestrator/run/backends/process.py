@@ -59,6 +59,24 @@ class ProcessBackend:
                         restarts=data.get("restarts", 0), pid=pid if state == "running" else None,
                         tcp_port=_listening_port(pid) if state == "running" and details else None)
 
+    def members(self, fleet: str | None = None) -> list:
+        """Every instance of this user's process fleets with its planned environment (host-wide view)."""
+        from orchestrator.run.backends import Member
+
+        root = state_root(self._environ) / "fleets"
+        dirs = [root / fleet] if fleet else sorted(p for p in root.glob("*") if p.is_dir())
+        out = []
+        for directory in dirs:
+            for path in sorted(directory.glob("*.json")):
+                try:
+                    data = json.loads(path.read_text())
+                    inst = self._instance(data, details=False)
+                except (OSError, ValueError, KeyError):
+                    continue
+                out.append(Member("process", inst.fleet, inst.name, inst.role, inst.runtime, inst.state,
+                                  inst.pid, None, dict(data.get("env") or {}), None))
+        return out
+
     # -- starting --------------------------------------------------------------------------------
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
         images = [i.name for i in iocs if i.runtime == "image"]
