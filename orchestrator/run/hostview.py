@@ -253,17 +253,22 @@ def repeater_provider(found: list[Member], snapshot: HostSnapshot, environ=None)
     """Who holds UDP 5065: iocfleet's host repeater (and which fleet started it), a fleet's own, or a foreign one."""
     from orchestrator.hostmodel import CA_REPEATER_PORT
 
+    from orchestrator.run.repeater import HOST_FLEET, read_record
+
     holders = [h for h in snapshot.holders("udp", CA_REPEATER_PORT)]
     info = {"port": CA_REPEATER_PORT, "held": bool(holders), "provider": None, "pid": None, "process": None,
-            "started_by": None}
+            "backend": None, "started_by": None}
     if not holders:
         return info
     h = holders[0]
     info.update(pid=h.pid, process=h.process)
     for m in found:
-        if m.role == "repeater" and h.pid in family(m.pid) or (m.role == "repeater" and m.container and h.container
-                                                                  and m.container.startswith(h.container[:12])):
-            info.update(provider="iocfleet", started_by=m.fleet, backend=m.backend)
+        if m.role != "repeater":
+            continue
+        if h.pid in family(m.pid) or (m.container and h.container and m.container == h.container):
+            record = read_record(environ) or {} if m.fleet == HOST_FLEET else {}
+            info.update(provider="iocfleet", backend=m.backend,
+                        started_by=record.get("started_by") if m.fleet == HOST_FLEET else m.fleet)
             return info
     info["provider"] = "foreign"
     return info

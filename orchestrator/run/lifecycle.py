@@ -120,10 +120,11 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             backend.prepare(to_start, progress=_event(progress))
             for name in changes.remove + changes.replace:
                 backend.remove(next(i for i in actual if i.name == name and i.role == "ioc"))
-            repeater = not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned)
-            if repeater:
-                starting.add(REPEATER)
-            _start_all(backend, plan, to_start, hashes, progress, repeater)
+            if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
+                from orchestrator.run.repeater import ensure  # one host repeater, under the host lock (R12)
+
+                ensure(backend, plan.fleet, plan.repeater.port, progress=progress)
+            _start_all(backend, plan, to_start, hashes, progress, False)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -136,6 +137,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
                 for inst in backend.instances(plan.fleet):
                     if inst.name in starting:
                         backend.remove(inst)
+                _release_repeater()
             raise
 
 
@@ -195,6 +197,16 @@ def _stale(fleet: str, actual: list[Instance]) -> list[Finding]:
 def _repeater_elsewhere(planned: PlannedFleet) -> bool:
     """A repeater already holds the port (another fleet's or the host's): don't start a second (R12)."""
     return bool(planned.snapshot.holders("udp", planned.plan.repeater.port))
+
+
+def _release_repeater() -> None:
+    """After a failed `up`: stop the host repeater iocfleet started, if no fleet runs now (never raises)."""
+    from orchestrator.run.repeater import release
+
+    try:
+        release()
+    except Exception:  # noqa: BLE001 - the original failure is what the user must see
+        pass
 
 
 def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:

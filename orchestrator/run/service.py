@@ -80,8 +80,12 @@ def down_fleet(backend, fleet_name: str):
     from orchestrator.run import lifecycle
     from orchestrator.run.statedir import fleet_lock
 
+    from orchestrator.run.repeater import release
+
     with fleet_lock(fleet_name, "down"):
-        return lifecycle.down(backend, fleet_name)
+        removed = lifecycle.down(backend, fleet_name)
+        release()  # the host repeater iocfleet started goes with the last fleet (R12)
+        return removed
 
 
 def own_pids(instances) -> frozenset[int]:
