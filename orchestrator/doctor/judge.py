@@ -80,6 +80,9 @@ def diagnose(obs: Observation) -> Diagnosis:
         findings += _path_findings(obs, paths, servers, index, names_of)
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
+        from orchestrator.doctor.uidgroups import uid_group_findings
+
+        findings += uid_group_findings(obs, procs, identify)
     findings = sorted(_dedupe(findings), key=lambda f: SEVERITY_ORDER[f.severity])
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:
