@@ -169,7 +169,8 @@ def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, ke
     from orchestrator.run.service import up_fleet
 
     progress = progress_printer(sys.stderr, not as_json)
-    result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress)
+    result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress,
+                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True))
     if as_json:
         click.echo(_json(result.to_dict()))
     else:

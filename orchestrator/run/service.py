@@ -49,13 +49,17 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
-             force: bool, keep_on_failure: bool, progress=None):
-    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`."""
+             force: bool, keep_on_failure: bool, progress=None, notice=None):
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`.
+
+    `notice(line)`: told once when the automatic backend falls back to local processes."""
     from orchestrator.spec import model as spec
     from orchestrator.run.backends import select
 
     fleet = spec.load(fleet_file)
     backend = select(backend_name)
+    if backend_name == "auto" and backend.name == "docker" and not dry_run:
+        backend = images_or_processes(fleet, backend, progress, notice)
     if progress:
         progress(f"backend: {backend.name}")
     return up_spec(fleet, backend, strategy, interface, timeout, dry_run, force, keep_on_failure, progress)
@@ -105,3 +109,26 @@ def own_pids(instances) -> frozenset[int]:
         except psutil.Error:
             continue
     return frozenset(pids)
+
+
+def images_or_processes(fleet, backend, progress=None, notice=None):
+    """The automatic backend: Docker when the IOC images exist or can be built; for a fleet of built-in
+    runtimes only, local processes when they cannot (no registry, no mmdebstrap), with one line saying
+    why and how to get images. `--backend docker` never comes here: it fails with exit 4."""
+    from orchestrator.images import ImageBuildError
+    from orchestrator.images.build import build_images
+    from orchestrator.run.backends.process import ProcessBackend
+
+    if any(i.runtime not in ("caproto", "softioc") or i.image for i in fleet.iocs):
+        return backend
+    runtimes = sorted({i.runtime for i in fleet.iocs})
+    events = (lambda e: progress(getattr(e, "message", str(e)))) if progress else None
+    try:
+        build_images(runtimes, progress=events)
+    except ImageBuildError as exc:
+        line = (f"no IOC images ({exc.what}); running on local processes instead — to get images: "
+                f"{exc.fix or 'see docs/images.md'}, then `iocfleet images build` (docs/images.md)")
+        if notice is not None:
+            notice(line)
+        return ProcessBackend()
+    return backend
