@@ -87,6 +87,9 @@ def test_make_demo_without_obtainable_images_runs_on_processes_and_reads_pvs(tmp
     assert subprocess.run(["sh", "-c", "command -v mmdebstrap"], env=env, capture_output=True).returncode != 0
     ns = ["ip", "netns", "exec", netns]
     iocfleet = [*ns, str(repo / ".venv" / "bin" / "iocfleet")]
+    # `make demo` first makes the venv; pip needs the host's network for that, the namespace has none
+    venv = subprocess.run(["make", "venv"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert venv.returncode == 0, venv.stderr[-3000:]
     try:
         demo = subprocess.run([*ns, "make", "demo"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
@@ -102,15 +105,15 @@ def test_make_demo_without_obtainable_images_runs_on_processes_and_reads_pvs(tmp
         assert '"backend": "process"' in status.stdout and status.stdout.count('"state": "running"') >= 3
         assert subprocess.run(["docker", "images", "-q", f"{namespace}/*"], capture_output=True,
                               text=True).stdout.strip() == ""
-        # asked for Docker explicitly, the same host still says exit 4 (backend unavailable)
-        forced = subprocess.run([*iocfleet, "up", "examples/demo.yaml", "--backend", "docker"], cwd=repo,
-                                env={**env, "XDG_STATE_HOME": str(tmp_path / "state2")}, capture_output=True,
-                                text=True, timeout=600)
-        assert forced.returncode == 4, forced.stderr[-2000:]
-        assert "mmdebstrap" in forced.stderr
     finally:
         subprocess.run([*iocfleet, "down", "examples/demo.yaml", "--backend", "process"], cwd=repo,
                        env={**env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, capture_output=True,
                        timeout=120)
     left = subprocess.run([*ns, "ss", "-Hlnu", "sport", "= :5065"], capture_output=True, text=True).stdout
     assert left.strip() == "", left  # the last `down` stopped the repeater `up` started
+    # asked for Docker explicitly, the same host still says exit 4 (backend unavailable)
+    forced = subprocess.run([*iocfleet, "up", "examples/demo.yaml", "--backend", "docker"], cwd=repo,
+                            env={**env, "XDG_STATE_HOME": str(tmp_path / "state2")}, capture_output=True,
+                            text=True, timeout=600)
+    assert forced.returncode == 4, forced.stderr[-2000:]
+    assert "mmdebstrap" in forced.stderr
