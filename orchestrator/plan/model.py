@@ -52,6 +52,7 @@ class PlannedIOC:
     user: str | None = None
     limits: Limits = field(default_factory=Limits)
     restart: str = "on-failure"
+    read_only: bool = True
 
     @property
     def pv_names(self) -> tuple[str, ...]:
@@ -78,6 +79,7 @@ class PlannedIOC:
             "command": list(self.command),
             "user": self.user,
             "restart": self.restart,
+            "read_only": self.read_only,
         }
 
 

@@ -237,4 +237,5 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         name=name, runtime=ioc.runtime, prefix=prefix, declared_as=ioc.name, udp_port=port,
         tcp_port=port if strategy != "shared-port" else None, bind=binds, env=env, pvs=ioc.pvs,
         image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits, restart=ioc.restart,
+        read_only=ioc.read_only,
     )

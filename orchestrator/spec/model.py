@@ -66,6 +66,7 @@ class IOCSpec:
     restart: str = "on-failure"
     host: str | None = None  # a name from `hosts:`; None: this machine
     line: int = 0
+    read_only: bool = True  # a read-only root filesystem with a /tmp tmpfs (containers)
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +82,7 @@ class IOCSpec:
             "limits": asdict(self.limits),
             "restart": self.restart,
             "host": self.host,
+            "read_only": self.read_only,
         }
 
 

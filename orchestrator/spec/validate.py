@@ -28,7 +28,7 @@ PLAN_OWNED_ENV = (
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
 NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
-IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "limits", "restart",
+IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "read_only", "limits", "restart",
             "host")
 LIMIT_KEYS = ("memory", "pids")
 
@@ -195,6 +195,11 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "user"), f"{where}.user", f"{user!r} is not a user",
                      "use a numeric UID[:GID] (all IOCs of a shared port need the same UID, R2)")
         user = None
+    read_only = item.get("read_only", True)
+    if not isinstance(read_only, bool):
+        problems.add(line_of(item, "read_only"), f"{where}.read_only", f"{read_only!r} is not true or false",
+                     "write `read_only: false` for an image that must write outside /tmp, or leave it out")
+        read_only = True
     pvs = check_pvs(item, where, prefix, problems)
     restart = check_choice(item, "restart", f"{where}.restart", RESTART_POLICIES, "on-failure", problems)
     host = item.get("host")
@@ -203,7 +208,8 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         host = None
     return IOCSpec(name=name, runtime=runtime, prefix=prefix, replicas=replicas, pvs=tuple(pvs),
                    image=image, command=command, env=env, user=None if user is None else str(user),
-                   limits=_limits(item, where, problems), restart=restart, host=host, line=line)
+                   limits=_limits(item, where, problems), restart=restart, host=host, line=line,
+                   read_only=read_only)
 
 
 def _prefix(item: dict, where: str, problems: Problems) -> str:

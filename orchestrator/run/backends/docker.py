@@ -68,12 +68,12 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
     }
-    if ioc.runtime != "image":
-        kwargs.update(container_hardening(ioc.runtime))
-    if ioc.user:
-        kwargs["user"] = ioc.user
-    elif ioc.runtime != "image":
-        kwargs["user"] = f"{IOC_UID}:{IOC_UID}"
+    # every IOC, `image` ones included: non-root, read-only root with a /tmp tmpfs, no capabilities
+    kwargs.update(container_hardening(ioc.runtime if ioc.runtime != "image" else "caproto"))
+    if not ioc.read_only:
+        kwargs.pop("read_only", None)
+        kwargs.pop("tmpfs", None)
+    kwargs["user"] = ioc.user or f"{IOC_UID}:{IOC_UID}"
     if ioc.command:
         kwargs["command"] = list(ioc.command)
     if ioc.limits.memory:
