@@ -41,6 +41,30 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
+def _complete_files(ctx, param, incomplete):
+    from orchestrator.completion import fleet_files
+
+    return fleet_files(incomplete)
+
+
+def _complete_fleet(ctx, param, incomplete):
+    from orchestrator.completion import complete_fleet
+
+    return complete_fleet(ctx, param, incomplete)
+
+
+def _complete_fleet_name(ctx, param, incomplete):
+    from orchestrator.completion import complete_fleet_name
+
+    return complete_fleet_name(ctx, param, incomplete)
+
+
+def _complete_ioc(ctx, param, incomplete):
+    from orchestrator.completion import complete_ioc
+
+    return complete_ioc(ctx, param, incomplete)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iocfleet")
 def cli() -> None:
@@ -70,7 +94,7 @@ def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)
 @click.option("--json", "as_json", is_flag=True, help="Print the validated fleet as JSON.")
 def validate(fleet: str, as_json: bool) -> None:
     """Check a fleet file; print every problem as FILE:LINE: field: problem — fix (exit 2)."""
@@ -98,7 +122,7 @@ _STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports"])
 def _plan_options(func):
     func = click.option("--interface", help="Interface to serve on (overrides network.interface).")(func)
     func = click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")(func)
-    return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))(func)
+    return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)(func)
 
 
 @cli.command()
@@ -184,8 +208,8 @@ def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
 
 
 @cli.command()
-@click.argument("fleet", required=False)
-@click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.")
+@click.argument("fleet", required=False, shell_complete=_complete_fleet)
+@click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.", shell_complete=_complete_fleet_name)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(fleet, fleet_name, backend, as_json) -> None:
@@ -203,8 +227,8 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 
 
 @cli.command()
-@click.argument("fleet")
-@click.argument("ioc")
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--tail", type=click.IntRange(1), default=None, help="Only the last N lines.")
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
@@ -223,8 +247,8 @@ def logs(fleet, ioc, follow, tail, backend) -> None:
 
 
 @cli.command()
-@click.argument("fleet")
-@click.argument("ioc")
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 def restart(fleet, ioc, backend) -> None:
     """Restart one IOC of a running fleet."""
@@ -240,8 +264,9 @@ def restart(fleet, ioc, backend) -> None:
 
 
 @cli.command()
-@click.argument("fleet", required=False)
-@click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).")
+@click.argument("fleet", required=False, shell_complete=_complete_fleet)
+@click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).",
+              shell_complete=_complete_fleet_name)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
@@ -259,7 +284,7 @@ def down(fleet, fleet_name, backend, as_json) -> None:
 
 
 @cli.command()
-@click.option("--fleet", type=click.Path(dir_okay=False, path_type=str),
+@click.option("--fleet", type=click.Path(dir_okay=False, path_type=str), shell_complete=_complete_files,
               help="Fleet file: client settings and PV names from its plan; answers named by its IOCs.")
 @click.option("--addr-list", help='Override EPICS_CA_ADDR_LIST, e.g. "198.51.100.255 10.0.0.5:5070".')
 @click.option("--auto-addr-list", type=click.Choice(["yes", "no"], case_sensitive=False),
@@ -321,7 +346,7 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 
 @cli.command("export")
 @click.argument("kind", type=click.Choice(["compose", "swarm", "k8s"]))
-@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               show_default=True, help="Write the file here (- for stdout).")
 @click.option("--interface", help="Interface to serve on here (overrides network.interface).")
@@ -376,6 +401,15 @@ def ls_command(as_json: bool) -> None:
            f"iocfleet, started by fleet {r['started_by']} ({r.get('backend')})" if r["provider"] == "iocfleet" else
            f"pid {r['pid']} ({r['process'] or 'unknown'}), not started by iocfleet")
     click.echo(f"\nCA repeater (UDP {r['port']}): {who}")
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(iocfleet completion bash)" (README)."""
+    from orchestrator.completion import script
+
+    click.echo(script(shell))
 
 
 def main() -> None:
