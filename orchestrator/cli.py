@@ -151,13 +151,16 @@ def env(fleet: str, strategy: str | None, interface: str | None) -> None:
 @cli.command()
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
-def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool) -> None:
-    """Check a fleet's plan against the rules and this host; exit 1 when any finding is an error."""
+@click.option("--backend", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True,
+              help="Where `up` would run the IOCs: decides their uid for the port-sharing checks (R2).")
+def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool, backend: str) -> None:
+    """Check a fleet's plan against the rules, this host and the other fleets on it; exit 1 on any error."""
     from orchestrator.errors import EXIT_FINDINGS
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import findings_text
+    from orchestrator.run.service import ioc_uid_for
 
-    planned = plan_file(fleet, strategy, interface, neighbours=True)
+    planned = plan_file(fleet, strategy, interface, ioc_uid=ioc_uid_for(backend), neighbours=True)
     if as_json:
         click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
     else:

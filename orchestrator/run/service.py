@@ -132,3 +132,10 @@ def images_or_processes(fleet, backend, progress=None, notice=None):
             notice(line)
         return ProcessBackend()
     return backend
+
+
+def ioc_uid_for(backend_name: str) -> int:
+    """The uid the IOCs would run as on `backend_name` (`auto`: Docker's when an engine answers)."""
+    from orchestrator.run.backends import select
+
+    return select(backend_name).ioc_uid

@@ -148,6 +148,48 @@ def test_two_process_fleets_share_a_loopback_port_and_the_last_down_stops_the_re
                 os.killpg(proc.pid, 9)
 
 
+@pytest.mark.netns
+@pytest.mark.slow
+def test_concurrent_up_and_down_of_two_fleets_start_one_repeater_and_stop_it_once(tmp_path, state, netns):
+    """Two `up`s at the same moment (host lock around the repeater decision): one repeater on UDP 5065, one
+    record; two `down`s at the same moment: the repeater goes with the last, nothing is left."""
+    h = Host(state, tmp_path / "host", netns, {"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    paths = [write_fleet(tmp_path / f"{n}.yaml", f"mfcc{n}", one_ioc(f"MFCC{n}:", 1.0 + i), base_port=5064)
+             for i, n in enumerate("xy")]
+    env = {**os.environ, "XDG_STATE_HOME": str(state), "IOCFLEET_HOST_DIR": str(tmp_path / "host"),
+           **h.extra_env}
+
+    def both(args):
+        procs = [subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "orchestrator.cli", *args(p)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for p in paths]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        return outs
+
+    try:
+        outs = both(lambda p: ["up", str(p), "--backend", "process"])
+        started = [line for _, err in outs for line in err.splitlines() if "CA repeater: started" in line]
+        assert len(started) == 1, outs  # a fresh namespace: nobody held UDP 5065
+        sockets = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnup", "sport", "= :5065"],
+                                 capture_output=True, text=True).stdout.strip().splitlines()
+        assert len(sockets) == 1, sockets  # one repeater for both fleets
+        assert (tmp_path / "host" / "repeater.json").exists()
+        for p, n in zip(paths, "xy"):
+            got = h.read([f"MFCC{n}:X"], h.printed_env(p))
+            assert got[f"MFCC{n}:X"] is not None
+        both(lambda p: ["down", str(p), "--backend", "process"])
+        left = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnu", "sport", "= :5065"],
+                              capture_output=True, text=True).stdout.strip()
+        assert left == "" and not (tmp_path / "host" / "repeater.json").exists()
+    finally:
+        for n in "xy":
+            h.iocfleet("down", "--fleet-name", f"mfcc{n}", "--backend", "process")
+        for fleet in ("mfccx", "mfccy", "_host"):
+            for proc in supervisors(state, fleet):
+                os.killpg(proc.pid, 9)
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 def test_two_docker_fleets_share_a_port_and_another_uid_is_refused_then_measured(
@@ -165,6 +207,9 @@ def test_two_docker_fleets_share_a_port_and_another_uid_is_refused_then_measured
     # a process fleet (root) on the same port: another uid next to the docker IOCs (uid 10064)
     u = write_fleet(tmp_path / "u.yaml", "mfud", one_ioc("MFUD:", 3.5), base_port=port)
     teardown.append(("mfud", "process"))
+    checked = h.iocfleet("check", str(u), "--backend", "process")
+    assert checked.returncode == 1 and "port-uid-group" in checked.stdout and "fleet mfad" in checked.stdout
+    assert h.iocfleet("check", str(u), "--backend", "docker").returncode == 0  # same uid: nothing to say
     refused = h.iocfleet("up", str(u), "--backend", "process")
     assert refused.returncode == 3, refused.stderr
     assert "port-uid-group" in refused.stderr and "fleet mfad" in refused.stderr, refused.stderr
