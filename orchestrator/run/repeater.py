@@ -4,6 +4,10 @@ iocfleet records a repeater it started (host directory, `repeater.json`: backend
 the fleet that needed it). `release` stops it only when no fleet on the host still runs, and never a
 repeater it did not start. Both decisions run under a host-level lock, so concurrent `up`/`down` of two
 fleets cannot both start one, or stop one the other just chose to use.
+
+UDP 5065 belongs to a network namespace, not to the machine: the record and the lock are per namespace
+(`repeater-<netns inode>.json`), and docker fleets (host networking) count as running only in the
+namespace of pid 1.
 """
 
 from __future__ import annotations
@@ -34,10 +38,18 @@ def host_dir(environ=None) -> Path:
     return state_root(env) / "host"
 
 
+def netns_id(pid: int | str = "self") -> str:
+    """The inode of a process's network namespace ("?" when it cannot be read)."""
+    try:
+        return str(os.stat(f"/proc/{pid}/ns/net").st_ino)
+    except OSError:
+        return "?"
+
+
 @contextmanager
 def host_lock(environ=None, wait: float = LOCK_WAIT):
     """The host-level lock around the repeater decision (blocks up to `wait` seconds)."""
-    path = make_dir(host_dir(environ)) / "repeater.lock"
+    path = make_dir(host_dir(environ)) / f"repeater-{netns_id()}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait
@@ -56,7 +68,7 @@ def host_lock(environ=None, wait: float = LOCK_WAIT):
 
 
 def record_path(environ=None) -> Path:
-    return host_dir(environ) / "repeater.json"
+    return host_dir(environ) / f"repeater-{netns_id()}.json"
 
 
 def read_record(environ=None) -> dict | None:
@@ -89,7 +101,10 @@ def ensure(backend, fleet: str, port: int = CA_REPEATER_PORT, environ=None, prog
             return {"provider": "existing", "started": False, "pids": held}
         inst = backend.start_repeater(HOST_FLEET, port)
         record = {"backend": backend.name, "started_by": fleet, "port": port, "container": inst.container,
-                  "state_file": _state_file(backend, environ), "started_at": time.time()}
+                  "state_file": _state_file(backend, environ), "started_at": time.time(), "netns": netns_id()}
+        if backend.name == "process":  # who to stop later, even if that state directory is gone by then
+            data = _process_state(record)
+            record.update(supervisor_pid=data.get("supervisor_pid"), supervisor_created=data.get("supervisor_created"))
         make_dir(host_dir(environ))
         record_path(environ).write_text(json.dumps(record, indent=1))
         _wait_bound(port)
@@ -112,20 +127,44 @@ def release(environ=None, running_fleets=None) -> bool:
 
 
 def _running_fleets(environ=None) -> set[str]:
+    """Fleets with a live IOC in this network namespace: docker ones (host networking: pid 1's namespace),
+    this user's process fleets, and any supervised IOC process here, whatever its state directory."""
     from orchestrator.run.hostview import members
 
-    return {m.fleet for m in members(environ)
-            if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in ("running", "restarting", "created")}
+    here = netns_id()
+    live = ("running", "restarting", "created")
+    fleets = {m.fleet for m in members(environ)
+              if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in live
+              and (m.backend == "process" or netns_id(1) in (here, "?"))}
+    return fleets | _supervised_fleets(here)
+
+
+def _supervised_fleets(here: str) -> set[str]:
+    """Fleets of supervised IOC processes in namespace `here` (other users' and other state directories too)."""
+    import psutil
+
+    out = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "orchestrator.run.supervise" not in cmd or "--state" not in cmd:
+            continue
+        try:
+            path = cmd[cmd.index("--state") + 1]
+            data = json.loads(Path(path).read_text())
+        except (IndexError, OSError, ValueError):
+            continue
+        if data.get("role") == "ioc" and data.get("fleet") != HOST_FLEET and netns_id(proc.pid) in (here, "?"):
+            out.add(data.get("fleet"))
+    return out
 
 
 def _alive(record: dict | None) -> bool:
     if not record:
         return False
     if record.get("backend") == "process":
-        data = _process_state(record)
         from orchestrator.run.backends.process import _alive as alive
 
-        return bool(data) and alive(data.get("supervisor_pid"), data.get("supervisor_created"))
+        return alive(record.get("supervisor_pid"), record.get("supervisor_created"))
     return bool(record.get("container"))
 
 
@@ -148,8 +187,8 @@ def _stop(record: dict) -> None:
     if record.get("backend") == "process":
         from orchestrator.run.backends.process import _terminate
 
-        data = _process_state(record)
-        _terminate(data.get("supervisor_pid"), data.get("supervisor_created"))
+        # the pid and start time recorded when it started: never another process that reused the pid
+        _terminate(record.get("supervisor_pid"), record.get("supervisor_created"))
         state = Path(record.get("state_file") or "")
         if state.name:
             for path in (state, state.with_suffix(".log")):

@@ -92,6 +92,11 @@ def netns():
     subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+def _record(hostdir: Path) -> Path:
+    """The repeater record in a test's own host directory (one network namespace: at most one file)."""
+    return next(iter(sorted(hostdir.glob("repeater-*.json"))), hostdir / "no-record")
+
+
 def _repeater_pids(h: Host) -> list[int]:
     view = h.ls()["repeater"]
     return [view["pid"]] if view["held"] else []
@@ -138,7 +143,7 @@ def test_two_process_fleets_share_a_loopback_port_and_the_last_down_stops_the_re
         assert [f["fleet"] for f in h.ls()["fleets"]] == ["mfbp"]
         h.ok("down", str(b), "--backend", "process")
         assert _repeater_pids(h) == [] and h.ls()["fleets"] == []
-        assert not (tmp_path / "host" / "repeater.json").exists()
+        assert not _record(tmp_path / "host").exists()
     finally:
         for fleet, backend in teardown:
             h.iocfleet("down", "--fleet-name", fleet, "--backend", backend)
@@ -174,14 +179,14 @@ def test_concurrent_up_and_down_of_two_fleets_start_one_repeater_and_stop_it_onc
         sockets = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnup", "sport", "= :5065"],
                                  capture_output=True, text=True).stdout.strip().splitlines()
         assert len(sockets) == 1, sockets  # one repeater for both fleets
-        assert (tmp_path / "host" / "repeater.json").exists()
+        assert _record(tmp_path / "host").exists()
         for p, n in zip(paths, "xy"):
             got = h.read([f"MFCC{n}:X"], h.printed_env(p))
             assert got[f"MFCC{n}:X"] is not None
         both(lambda p: ["down", str(p), "--backend", "process"])
         left = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnu", "sport", "= :5065"],
                               capture_output=True, text=True).stdout.strip()
-        assert left == "" and not (tmp_path / "host" / "repeater.json").exists()
+        assert left == "" and not _record(tmp_path / "host").exists()
     finally:
         for n in "xy":
             h.iocfleet("down", "--fleet-name", f"mfcc{n}", "--backend", "process")
