@@ -83,6 +83,9 @@ def diagnose(obs: Observation) -> Diagnosis:
         from orchestrator.doctor.uidgroups import uid_group_findings
 
         findings += uid_group_findings(obs, procs, identify)
+    from orchestrator.doctor.uidgroups import predicted_uid_groups
+
+    findings += predicted_uid_groups(obs, procs)
     findings = sorted(_dedupe(findings), key=lambda f: SEVERITY_ORDER[f.severity])
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from orchestrator.doctor.checks import who
+from orchestrator.doctor.checks import server_ports, who
 from orchestrator.doctor.model import Observation, Process
 from orchestrator.plan.model import Finding
 
-ERROR = "error"
+ERROR, WARNING = "error", "warning"
 
 
 def _unicast(address: str, obs: Observation) -> bool:
@@ -65,4 +65,33 @@ def uid_group_findings(obs: Observation, procs: dict[int, Process], identify) ->
             + f" ({rounds} searches each). Restarting any IOC there flips all unicast to its uid",
             f"search the broadcast address instead of {address}, or run everything on port {port} as one uid",
             "R2", tuple(str(h.pid) for h in holders)))
+    return out
+
+
+def predicted_uid_groups(obs: Observation, procs: dict[int, Process]) -> list[Finding]:
+    """For ports no unicast search measured: the uid groups, and which one receives unicast now, predicted
+    from the most recently started holder (its socket is the newest bind)."""
+    measured = {(a, p) for a, p in obs.destinations if _unicast(a, obs)}
+    out = []
+    for port in server_ports(obs):
+        by_address: dict[str, list] = defaultdict(list)
+        for h in obs.snapshot.holders("udp", port):
+            if h.pid and h.uid is not None:
+                by_address[h.address].append(h)
+        for address, holders in sorted(by_address.items()):
+            uids = {h.uid for h in holders}
+            if len(uids) < 2 or any(p == port and address in (a, "0.0.0.0") for a, p in measured):
+                continue
+            newest = max(holders, key=lambda h: procs[h.pid].started if h.pid in procs else 0.0)
+            groups = "; ".join(f"uid {u}: " + ", ".join(sorted({who(h, procs) for h in holders if h.uid == u}))
+                               for u in sorted(uids))
+            out.append(Finding(
+                "unicast-uid-theft", WARNING,
+                f"UDP {address}:{port} is shared by {len(uids)} uid groups ({groups}); unicast to it goes only to "
+                f"the group of the most recently bound socket, predicted now uid {newest.uid} ({who(newest, procs)} "
+                "started last): the other groups get no unicast search at all, and restarting any IOC there flips "
+                "all unicast to its uid",
+                f"search a broadcast address, or run everything on port {port} as one uid; measure with "
+                f"`iocfleet doctor --addr-list 127.0.0.1:{port} --names PV`",
+                "R2", tuple(str(h.pid) for h in holders)))
     return out
