@@ -294,9 +294,7 @@ def host_members(client=None) -> list:
     for container in listed:
         try:
             attrs = client.api.inspect_container(container.id)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.DockerException:
+        except Exception:  # noqa: BLE001 - gone since the listing (NotFound), or the engine hiccuped: skip it
             continue
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         env = dict(e.partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
