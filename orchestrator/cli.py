@@ -38,6 +38,30 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
+def _complete_files(ctx, param, incomplete):
+    from orchestrator.completion import fleet_files
+
+    return fleet_files(incomplete)
+
+
+def _complete_fleet(ctx, param, incomplete):
+    from orchestrator.completion import complete_fleet
+
+    return complete_fleet(ctx, param, incomplete)
+
+
+def _complete_fleet_name(ctx, param, incomplete):
+    from orchestrator.completion import complete_fleet_name
+
+    return complete_fleet_name(ctx, param, incomplete)
+
+
+def _complete_ioc(ctx, param, incomplete):
+    from orchestrator.completion import complete_ioc
+
+    return complete_ioc(ctx, param, incomplete)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iocfleet")
 def cli() -> None:
@@ -67,7 +91,7 @@ def interfaces(as_json: bool, ports: tuple[int, ...]) -> None:
 
 
 @cli.command()
-@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)
 @click.option("--json", "as_json", is_flag=True, help="Print the validated fleet as JSON.")
 def validate(fleet: str, as_json: bool) -> None:
     """Check a fleet file; print every problem as FILE:LINE: field: problem — fix (exit 2)."""
@@ -95,7 +119,7 @@ _STRATEGY = click.Choice(["auto", "single", "shared-port", "distinct-ports", "na
 def _plan_options(func):
     func = click.option("--interface", help="Interface to serve on (overrides network.interface).")(func)
     func = click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")(func)
-    return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))(func)
+    return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)(func)
 
 
 @cli.command()
@@ -124,12 +148,16 @@ def env(fleet: str, strategy: str | None, interface: str | None) -> None:
 @cli.command()
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
-def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool) -> None:
-    """Check a fleet's plan against the rules and this host; exit 1 when any finding is an error."""
+@click.option("--backend", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True,
+              help="Where `up` would run the IOCs: decides their uid for the port-sharing checks (R2).")
+def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool, backend: str) -> None:
+    """Check a fleet's plan against the rules, this host and the other fleets on it; exit 1 on any error."""
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import findings_text
+    from orchestrator.run.hostview import neighbour_findings
+    from orchestrator.run.service import ioc_uid_for
 
-    planned = plan_file(fleet, strategy, interface)
+    planned = plan_file(fleet, strategy, interface, ioc_uid=ioc_uid_for(backend), neighbours=neighbour_findings)
     if as_json:
         click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
     else:
@@ -164,7 +192,8 @@ def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, ke
     from orchestrator.run.service import up_fleet
 
     progress = progress_printer(sys.stderr, not as_json)
-    result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress)
+    result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress,
+                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True))
     if as_json:
         click.echo(_json(result.to_dict()))
     else:
@@ -178,8 +207,8 @@ def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
 
 
 @cli.command()
-@click.argument("fleet", required=False)
-@click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.")
+@click.argument("fleet", required=False, shell_complete=_complete_fleet)
+@click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.", shell_complete=_complete_fleet_name)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(fleet, fleet_name, backend, as_json) -> None:
@@ -205,8 +234,8 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 
 
 @cli.command()
-@click.argument("fleet")
-@click.argument("ioc")
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--tail", type=click.IntRange(1), default=None, help="Only the last N lines.")
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
@@ -225,8 +254,8 @@ def logs(fleet, ioc, follow, tail, backend) -> None:
 
 
 @cli.command()
-@click.argument("fleet")
-@click.argument("ioc")
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 def restart(fleet, ioc, backend) -> None:
     """Restart one IOC of a running fleet."""
@@ -242,8 +271,9 @@ def restart(fleet, ioc, backend) -> None:
 
 
 @cli.command()
-@click.argument("fleet", required=False)
-@click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).")
+@click.argument("fleet", required=False, shell_complete=_complete_fleet)
+@click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).",
+              shell_complete=_complete_fleet_name)
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
@@ -261,7 +291,7 @@ def down(fleet, fleet_name, backend, as_json) -> None:
 
 
 @cli.command()
-@click.option("--fleet", type=click.Path(dir_okay=False, path_type=str),
+@click.option("--fleet", type=click.Path(dir_okay=False, path_type=str), shell_complete=_complete_files,
               help="Fleet file: client settings and PV names from its plan; answers named by its IOCs.")
 @click.option("--addr-list", help='Override EPICS_CA_ADDR_LIST, e.g. "198.51.100.255 10.0.0.5:5070".')
 @click.option("--auto-addr-list", type=click.Choice(["yes", "no"], case_sensitive=False),
@@ -325,7 +355,7 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 
 @cli.command("export")
 @click.argument("kind", type=click.Choice(["compose", "swarm", "k8s"]))
-@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               show_default=True, help="Write the file here (- for stdout).")
 @click.option("--interface", help="Interface to serve on here (overrides network.interface).")
@@ -384,6 +414,42 @@ def _write_output(output: str, text: str) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+@cli.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys, docs/cli.md).")
+def ls_command(as_json: bool) -> None:
+    """List every fleet on this host, the CA servers of no fleet, and who provides the CA repeater."""
+    from orchestrator.render import table
+    from orchestrator.run.hostview import host_view
+
+    view = host_view()
+    if as_json:
+        click.echo(_json(view.to_dict()))
+        return
+    click.echo(table(["fleet", "backend", "strategy", "interface", "ports", "iocs", "states", "clients"],
+                     [[f.fleet, f.backend, f.strategy, f.interface or "?", ",".join(map(str, f.udp_ports)),
+                       str(f.iocs), " ".join(f"{k}:{v}" for k, v in sorted(f.states.items())), f.client_addr_list]
+                      for f in view.fleets]) if view.fleets else "no fleets on this host")
+    if view.foreign:
+        click.echo("\nCA servers of no fleet:")
+        click.echo(table(["proto", "address", "port", "pid", "uid", "process", "container"],
+                         [[s.proto, s.address, str(s.port), str(s.pid or "?"), str(s.uid if s.uid is not None else "?"),
+                           s.process or "?", (s.container or "")[:12]] for s in view.foreign]))
+    r = view.repeater
+    who = ("none holds it" if not r["held"] else
+           f"iocfleet, started by fleet {r['started_by']} ({r.get('backend')})" if r["provider"] == "iocfleet" else
+           f"pid {r['pid']} ({r['process'] or 'unknown'}), not started by iocfleet")
+    click.echo(f"\nCA repeater (UDP {r['port']}): {who}")
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(iocfleet completion bash)" (README)."""
+    from orchestrator.completion import script
+
+    click.echo(script(shell, cli))
 
 
 def main() -> None:

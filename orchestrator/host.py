@@ -327,3 +327,41 @@ def own_group_leader(pid: int) -> tuple[str, ...] | None:
     except (psutil.Error, OSError):
         return None
     return cmdline
+
+
+def udp_holder_pids(port: int) -> list[int]:
+    """Pids holding UDP `port` on IPv4 right now (0 for a holder this user cannot see); empty: nobody."""
+    import psutil
+
+    return sorted({c.pid or 0 for c in psutil.net_connections(kind="udp4") if c.laddr and c.laddr.port == port})
+
+
+def tcp_listeners(ports: set[int]) -> dict[int, tuple[int | None, str | None]]:
+    """Port -> (pid, process name) of an IPv4 TCP listener on each of `ports` that has one."""
+    import psutil
+
+    out: dict[int, tuple[int | None, str | None]] = {}
+    if not ports:
+        return out
+    for conn in psutil.net_connections(kind="tcp4"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports:
+            name = None
+            try:
+                name = psutil.Process(conn.pid).name() if conn.pid else None
+            except psutil.Error:
+                pass
+            out.setdefault(conn.laddr.port, (conn.pid, name))
+    return out
+
+
+def processes_with_argument(argument: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, command line) of every visible process whose command line holds `argument` exactly."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = tuple(proc.info.get("cmdline") or ())
+        if argument in cmd:
+            out.append((proc.pid, cmd))
+    return out
+

@@ -84,11 +84,17 @@ def diagnose(obs: Observation) -> Diagnosis:
         findings += _path_findings(obs, paths, servers, index, names_of)
         findings += _duplicate_findings(obs, servers, index)
         findings += _missing_findings(obs, index)
-    findings = by_severity(_dedupe(findings))
+        from orchestrator.doctor.uidgroups import uid_group_findings
+
+        findings += uid_group_findings(obs, procs, identify)
+    from orchestrator.doctor.uidgroups import predicted_uid_groups
+
+    findings += predicted_uid_groups(obs, procs)
     for name, why in obs.unsearchable:
         findings.append(Finding("name-unsearchable", ERROR, f"PV name {name[:40]!r}{'...' if len(name) > 40 else ''} "
                                 f"{why}; it was not searched", "rename the PV (prefix + name) to at most 59 "
                                 "characters, or search for a shorter name", "R13", (name[:80],)))
+    findings = by_severity(_dedupe(findings))
     procs_note = [p for p in obs.processes if p.environ is None and p.runtime in CA_RUNTIMES]
     if procs_note:
         notes.append("could not read the environment of pid(s) " + ", ".join(str(p.pid) for p in procs_note)

@@ -62,10 +62,19 @@ class ImageInfo:
         """Hardening of a built runtime; `image` IOCs get what any CA server tolerates (no caps, no setuid)."""
         if runtime in self.hardening:
             return dict(self.hardening[runtime])
-        if runtime in BUILT_RUNTIMES:
-            return {"read_only": True, "tmpfs": dict(TMPFS),
-                    "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
-        return {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+        # `image` IOCs are hardened like ours (non-root via user_of, read-only root, /tmp tmpfs) unless
+        # the fleet file says `read_only: false` (see ioc_hardening)
+        return {"read_only": True, "tmpfs": {"/tmp": "rw,nosuid,nodev,noexec,size=16m,mode=1777"},
+                "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+
+def ioc_hardening(ioc: PlannedIOC, info: ImageInfo) -> dict:
+    """The hardening of one IOC: its runtime's, without the read-only root when `read_only: false`."""
+    hardening = info.hardening_of(ioc.runtime)
+    if not ioc.read_only:
+        hardening.pop("read_only", None)
+        hardening.pop("tmpfs", None)
+    return hardening
 
 
 def image_of(ioc: PlannedIOC, info: ImageInfo) -> str:

@@ -52,7 +52,9 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None =
     service["environment"] = ioc.env_dict()
     service["labels"] = labels_of(plan, ioc, plan_hash(ioc, image), host)
     service["restart"] = restart
-    service.update(hardening_keys(info.hardening_of(ioc.runtime)))
+    from orchestrator.export.common import ioc_hardening
+
+    service.update(hardening_keys(ioc_hardening(ioc, info)))
     if ioc.limits.memory:
         service["mem_limit"] = ioc.limits.memory
     if ioc.limits.pids:

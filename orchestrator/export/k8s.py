@@ -74,7 +74,9 @@ def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo,
     if ioc.command:
         container["args"] = [_escape(a) for a in ioc.command]  # compose `command` = Kubernetes `args`
     container["env"] = [{"name": k, "value": _escape(v)} for k, v in ioc.env]
-    hardening = info.hardening_of(ioc.runtime)
+    from orchestrator.export.common import ioc_hardening
+
+    hardening = ioc_hardening(ioc, info)
     container["securityContext"] = _container_security(hardening)
     if ioc.limits.memory:
         container["resources"] = {"limits": {"memory": k8s_quantity(ioc.limits.memory)}}

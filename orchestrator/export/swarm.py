@@ -50,7 +50,9 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, node: str | None =
     service["environment"] = ioc.env_dict()
     service["labels"] = dict(labels)  # container labels: what `down` and tests find containers by
     service["networks"] = [HOST_NETWORK]
-    service.update(_hardening(info.hardening_of(ioc.runtime)))
+    from orchestrator.export.common import ioc_hardening
+
+    service.update(_hardening(ioc_hardening(ioc, info)))
     probe = health_argv(ioc)
     if probe:
         service["healthcheck"] = {"test": ["CMD", *probe], **HEALTH_TIMING}

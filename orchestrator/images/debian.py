@@ -39,7 +39,9 @@ def base_tag() -> str:
     recipe = [("suite", SUITE.encode()), ("variant", VARIANT.encode()),
               ("packages", " ".join(PACKAGES).encode()), ("dpkg", "\n".join(DPKG_OPTIONS).encode()),
               ("changes", "\n".join(IMAGE_CHANGES).encode()), ("hooks", b"merged-usr")]
-    return f"iocfleet/base:{SUITE}-{digest(recipe)[:12]}"
+    from orchestrator.images.inputs import namespace
+
+    return f"{namespace()}/base:{SUITE}-{digest(recipe)[:12]}"
 
 
 def mirror_lines(sources: Mapping[str, str], suite: str = SUITE) -> list[str]:

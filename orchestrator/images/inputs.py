@@ -48,8 +48,17 @@ def source_digest(root: Path, runtime: str) -> str:
     return digest([("recipe", RECIPE_VERSION.encode())] + source_files(root, runtime))
 
 
+def namespace() -> str:
+    """The image namespace: `iocfleet`, or $IOCFLEET_IMAGE_NAMESPACE (tests use a fresh one to make every
+    iocfleet image "missing" without touching the host's images)."""
+    import os
+
+    return os.environ.get("IOCFLEET_IMAGE_NAMESPACE") or "iocfleet"
+
+
 def repository(runtime: str) -> str:
-    return REPOSITORY.format(runtime=runtime)
+    name = REPOSITORY.format(runtime=runtime)
+    return name.replace("iocfleet/", namespace() + "/", 1)
 
 
 def source_tag(root: Path, runtime: str) -> str:

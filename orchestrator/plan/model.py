@@ -46,6 +46,7 @@ class PlannedIOC:
     stdin_open: bool = False
     db: tuple[DbLoad, ...] = ()
     group: GroupSpec | None = None
+    read_only: bool = True
 
     @property
     def pv_names(self) -> tuple[str, ...]:
@@ -79,6 +80,7 @@ class PlannedIOC:
             "restart": self.restart,
             "readiness": self.readiness,
             **self._real_dict(),
+            "read_only": self.read_only,
         }
 
     def _real_dict(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from orchestrator import host
@@ -10,8 +11,10 @@ from orchestrator.plan import conflicts
 from orchestrator.plan import planner
 from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot
-from orchestrator.findings import Finding, has_errors, raise_for_errors
+from orchestrator.findings import Finding, by_severity, has_errors, raise_for_errors
 from orchestrator.plan.model import Plan
+
+Neighbours = Callable[[Plan, HostSnapshot, frozenset[int]], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -36,23 +39,35 @@ class PlannedFleet:
 
 
 def plan_file(path: str | Path, strategy: str | None = None, interface: str | None = None,
-              ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset()) -> PlannedFleet:
-    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check."""
+              ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
+              neighbours: Neighbours | None = None) -> PlannedFleet:
+    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check.
+
+    `neighbours(plan, snapshot, own_pids)`: the cross-fleet findings against the other fleets and CA
+    servers on this host (`check` and `up` pass `run.hostview.neighbour_findings`)."""
     fleet = spec.load(path)
-    return plan_spec(fleet, strategy, interface, ioc_uid, own_pids)
+    return plan_spec(fleet, strategy, interface, ioc_uid, own_pids, neighbours=neighbours)
 
 
 def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str | None = None,
               ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
-              snapshot: HostSnapshot | None = None) -> PlannedFleet:
+              snapshot: HostSnapshot | None = None, neighbours: Neighbours | None = None) -> PlannedFleet:
     """Plan an already validated fleet on this host (or on `snapshot`)."""
     if snapshot is None:
         snapshot = inspect_host(fleet, ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
-    findings = tuple(conflicts.check(result, snapshot, own_pids))
-    return PlannedFleet(fleet, snapshot, result, findings)
+    findings = conflicts.check(result, snapshot, own_pids)
+    if neighbours is not None:
+        findings = _with_neighbours(findings, neighbours(result, snapshot, own_pids))
+    return PlannedFleet(fleet, snapshot, result, tuple(findings))
 
 
+def _with_neighbours(findings: list[Finding], extra: list[Finding]) -> list[Finding]:
+    """Add the cross-fleet findings; a uid warning about a holder they name as an error goes."""
+    named = {s for f in extra if f.code == "port-uid-group" for s in f.subjects}
+    kept = [f for f in findings if not (f.code == "reuseport-uid-mismatch" and f.severity != "error"
+                                        and set(f.subjects) <= named)]
+    return list(by_severity(kept + list(extra)))
 def fleet_ports(fleet: spec.FleetSpec) -> range:
     """The ports a fleet may take on this host: its base port and one more per IOC (distinct-ports skips
     the repeater's 5065), and the name server's (base + 2, R15)."""

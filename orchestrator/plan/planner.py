@@ -139,6 +139,11 @@ def choose_strategy(wanted: str, count: int, iface: Interface | None, clients: s
     if wanted != "auto":
         say("R1", f"Strategy {wanted}: named in the fleet file or on the command line.")
         return wanted
+    if count == 1 and iface is not None and iface.loopback and clients != "routed":
+        say("R4", "Strategy shared-port, even for one IOC: on loopback another fleet may join this port, and "
+                  "the broadcast 127.255.255.255 still reaches this IOC then, where the unicast 127.0.0.1 "
+                  "would reach it in only some searches (R3); the printed settings stay true.")
+        return "shared-port"
     if count == 1:
         say("R1", "Strategy single: one IOC owns its port, no sharing rules apply.")
         return "single"
@@ -280,6 +285,7 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         readiness=ioc.readiness, builtin=ioc.builtin, extra_pvs=tuple(dict.fromkeys(extra)),
         entrypoint=ioc.entrypoint, workdir=ioc.workdir, mounts=ioc.mounts, stdin_open=ioc.stdin_open,
         db=ioc.db, group=ioc.group,
+        read_only=ioc.read_only,
     )
 
 

@@ -45,3 +45,19 @@ class Backend(Protocol):
     def restart(self, instance: Instance) -> Instance: ...
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]: ...
     def follow(self, instance: Instance) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class Member:
+    """An instance as the host-wide view sees it (`iocfleet ls`, cross-fleet checks): with its environment."""
+
+    backend: str
+    fleet: str
+    name: str
+    role: str
+    runtime: str
+    state: str
+    pid: int | None
+    container: str | None
+    env: dict
+    user: str | None = None

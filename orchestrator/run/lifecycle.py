@@ -122,10 +122,11 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             backend.prepare(to_start, progress=_event(progress))
             for name in changes.remove + changes.replace:
                 backend.remove(next(i for i in actual if i.name == name and i.role == "ioc"))
-            repeater = not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned)
-            if repeater:
-                starting.add(REPEATER)
-            _start_all(backend, plan, to_start, hashes, progress, repeater)
+            if not any(i.role == "repeater" for i in actual) and not _repeater_elsewhere(planned):
+                from orchestrator.run.repeater import ensure  # one host repeater, under the host lock (R12)
+
+                ensure(backend, plan.fleet, plan.repeater.port, progress=progress)
+            _start_all(backend, plan, to_start, hashes, progress, False)
             if _name_server(backend, plan, actual, progress):
                 starting.add(NAME_SERVER)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet),
@@ -143,6 +144,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
                 for inst in backend.instances(plan.fleet):
                     if inst.name in starting:
                         backend.remove(inst)
+                _release_repeater()
             raise
 
 
@@ -217,6 +219,16 @@ def reach_fix(plan) -> str:
     return (f"a unicast address reaches one IOC per client source port when IOCs share a port (R3): give "
             f"{iface} a broadcast (ip addr add {addr}/LEN brd + dev {iface}) and run `iocfleet up` again, or "
             f"use --strategy distinct-ports")
+
+
+def _release_repeater() -> None:
+    """After a failed `up`: stop the host repeater iocfleet started, if no fleet runs now (never raises)."""
+    from orchestrator.run.repeater import release
+
+    try:
+        release()
+    except Exception:  # noqa: BLE001 - the original failure is what the user must see
+        pass
 
 
 def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:

@@ -59,8 +59,10 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
-             force: bool, keep_on_failure: bool, progress=None):
-    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`."""
+             force: bool, keep_on_failure: bool, progress=None, notice=None):
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`.
+
+    `notice(line)`: told once when the automatic backend falls back to local processes."""
     from orchestrator import spec
     from orchestrator.run.backends import select
 
@@ -69,6 +71,8 @@ def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: f
     fleet = spec.load(fleet_file)
     state_root()  # a relative XDG_STATE_HOME or an empty HOME is refused before anything else
     backend = select(backend_name)
+    if backend_name == "auto" and backend.name == "docker" and not dry_run:
+        backend = images_or_processes(fleet, backend, progress, notice)
     if progress:
         progress(f"backend: {backend.name}")
     return up_spec(fleet, backend, strategy, interface, timeout, dry_run, force, keep_on_failure, progress)
@@ -79,11 +83,13 @@ def up_spec(fleet, backend, strategy=None, interface=None, timeout: float = 60.0
     """Under the fleet's lock: plan on this host for `backend`'s uid, then diff, start and wait (lifecycle.up)."""
     from orchestrator.run import lifecycle
     from orchestrator.plan.onhost import plan_spec
+    from orchestrator.run.hostview import neighbour_findings
     from orchestrator.run.statedir import fleet_lock
 
     with fleet_lock(fleet.name, "up"):
         own = own_pids(backend.instances(fleet.name))
-        planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own)
+        planned = plan_spec(fleet, strategy, interface, ioc_uid=backend.ioc_uid, own_pids=own,
+                            neighbours=neighbour_findings)
         result = lifecycle.up(planned, backend, timeout=timeout, force=force, keep_on_failure=keep_on_failure,
                               dry_run=dry_run, progress=progress)
         if not dry_run and result.ready:
@@ -99,11 +105,13 @@ def down_fleet(backend, fleet_name: str):
     from orchestrator.run.statedir import fleet_lock
 
     from orchestrator.run import netrecord
+    from orchestrator.run.repeater import release
 
     with fleet_lock(fleet_name, "down"):
         removed = lifecycle.down(backend, fleet_name)
         if not backend.instances(fleet_name, details=False):
             netrecord.remove(netrecord.path_of(fleet_name))
+        release()  # the host repeater iocfleet started goes with the last fleet (R12)
         return removed
 
 
@@ -141,3 +149,33 @@ def readiness_now(fleet_file: str | None, backend) -> dict[str, dict]:
         return {}
     report = wait_ready(plan, timeout=0.0, server_up=listener_evidence(backend, plan))
     return {i.name: {"readiness": i.mode, "ready": i.complete, "ready_by": i.how()} for i in report.iocs}
+
+
+def images_or_processes(fleet, backend, progress=None, notice=None):
+    """The automatic backend: Docker when the IOC images exist or can be built; for a fleet of built-in
+    runtimes only, local processes when they cannot (no registry, no mmdebstrap), with one line saying
+    why and how to get images. `--backend docker` never comes here: it fails with exit 4."""
+    from orchestrator.images import ImageBuildError
+    from orchestrator.images.build import build_images
+    from orchestrator.run.backends.process import ProcessBackend
+
+    if any(i.runtime not in ("caproto", "softioc") or i.image for i in fleet.iocs):
+        return backend
+    runtimes = sorted({i.runtime for i in fleet.iocs})
+    events = (lambda e: progress(getattr(e, "message", str(e)))) if progress else None
+    try:
+        build_images(runtimes, progress=events)
+    except ImageBuildError as exc:
+        line = (f"no IOC images ({exc.what}); running on local processes instead — to get images: "
+                f"{exc.fix or 'see docs/images.md'}, then `iocfleet images build` (docs/images.md)")
+        if notice is not None:
+            notice(line)
+        return ProcessBackend()
+    return backend
+
+
+def ioc_uid_for(backend_name: str) -> int:
+    """The uid the IOCs would run as on `backend_name` (`auto`: Docker's when an engine answers)."""
+    from orchestrator.run.backends import select
+
+    return select(backend_name).ioc_uid

@@ -113,6 +113,8 @@ class IOCSpec:
     db: tuple[DbLoad, ...] = ()
     group: GroupSpec | None = None
 
+    read_only: bool = True  # a read-only root filesystem with a /tmp tmpfs (containers)
+
     @property
     def builtin(self) -> bool:
         """Whether iocfleet's own IOC program runs it (and so serves HEARTBEAT and UPTIME)."""
@@ -139,6 +141,7 @@ class IOCSpec:
             "readiness": self.readiness,
             "db": [d.to_dict() for d in self.db],
             "group": self.group.to_dict() if self.group else None,
+            "read_only": self.read_only,
         }
 
 

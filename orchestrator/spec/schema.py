@@ -53,6 +53,9 @@ def fleet_schema() -> dict:
                                                      "not": {"enum": list(specrules.PLAN_OWNED_ENV)}},
                 "additionalProperties": {"type": ["string", "number"]}},
         "user": {"type": ["string", "integer"]},
+        "read_only": {"type": "boolean", "default": True,
+                      "description": "read-only root filesystem with a /tmp tmpfs (containers); false for images "
+                                     "that write elsewhere"},
         "limits": _closed({"memory": {"type": "string", "pattern": specrules.MEMORY_RE.pattern},
                            "pids": {"type": "integer", "minimum": 16, "maximum": 65536}}),
         "restart": {"enum": list(spec.RESTART_POLICIES), "default": "on-failure"},

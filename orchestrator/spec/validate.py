@@ -61,9 +61,9 @@ MEMORY_MIN, MEMORY_MAX = 6 * 2**20, 2**40  # docker refuses under 6 MiB; 1 TiB i
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
 NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
-IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "limits", "restart",
-            "host", "entrypoint", "workdir", "mounts", "stdin_open", "readiness", "db", "module", "python_path",
-            "kwargs")
+IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "read_only", "limits",
+            "restart", "host", "entrypoint", "workdir", "mounts", "stdin_open", "readiness", "db", "module",
+            "python_path", "kwargs")
 LIMIT_KEYS = ("memory", "pids")
 
 
@@ -280,6 +280,11 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line_of(item, "user"), f"{where}.user", f"{show(user)} is not a user",
                      "use a numeric UID[:GID] (all IOCs of a shared port need the same UID, R2)")
         user = None
+    read_only = item.get("read_only", True)
+    if not isinstance(read_only, bool):
+        problems.add(line_of(item, "read_only"), f"{where}.read_only", f"{read_only!r} is not true or false",
+                     "write `read_only: false` for an image that must write outside /tmp, or leave it out")
+        read_only = True
     builtin = runtime in ("caproto", "softioc") and "module" not in item
     pvs = check_pvs(item, where, prefix, problems, replicas, reserved=STANDARD_PVS if builtin else ())
     real = check_real(item, where, runtime, prefix, len(pvs), problems.source, problems)
@@ -293,7 +298,8 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         host = None
     return IOCSpec(name=name, runtime=runtime, prefix=prefix, replicas=replicas, pvs=tuple(pvs),
                    image=image, command=command, env=env, user=None if user is None else str(user),
-                   limits=_limits(item, where, problems), restart=restart, host=host, line=line, **real)
+                   limits=_limits(item, where, problems), restart=restart, host=host, line=line,
+                   read_only=read_only, **real)
 
 
 def _prefix(item: dict, where: str, problems: Problems) -> str:

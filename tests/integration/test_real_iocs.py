@@ -222,7 +222,7 @@ def test_a_server_ioc_whose_sockets_cannot_be_seen_is_ready_by_its_beacon(tmp_pa
     from orchestrator.plan.onhost import plan_spec
     from orchestrator.run import lifecycle
     from orchestrator.run.backends.process import ProcessBackend
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
 
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     fleet = spec.from_dict({"fleet": "real-beacon", "network": {"interface": "lo", "base_port": 24374},

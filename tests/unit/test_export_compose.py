@@ -110,8 +110,8 @@ def test_built_runtimes_get_the_images_hardening_and_image_iocs_a_safe_subset():
         assert service["cap_drop"] == hard["cap_drop"]
         assert service["security_opt"] == hard["security_opt"]
         assert service["tmpfs"] == [f"{k}:{v}" for k, v in hard["tmpfs"].items()]
-    cam = doc["services"]["cam"]
-    assert "read_only" not in cam and cam["cap_drop"] == ["ALL"]
+    cam = doc["services"]["cam"]  # `image` IOCs are hardened like ours unless `read_only: false` (issue 15)
+    assert cam["read_only"] is True and cam["cap_drop"] == ["ALL"] and cam["tmpfs"] == service["tmpfs"]
 
 
 def test_health_checks_read_heartbeat_over_ca_with_the_runtimes_client():

@@ -100,7 +100,9 @@ def test_readiness_probe_reads_heartbeat_and_security_matches_the_hardening():
     cam = deps["cam"]["spec"]["template"]["spec"]
     assert "readinessProbe" not in cam["containers"][0]
     assert cam["containers"][0]["args"] == ["/ioc/st.cmd", "$$(X)"]
-    assert cam["securityContext"]["runAsUser"] == 1000 and "volumes" not in cam
+    assert cam["securityContext"]["runAsUser"] == 1000  # its own `user:`
+    assert cam["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True  # hardened by default
+    assert cam["volumes"] == [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
 
 
 def test_names_and_labels_are_valid_and_unique():

@@ -74,7 +74,8 @@ def test_hardening_tmpfs_becomes_a_sized_tmpfs_mount():
     assert cp["read_only"] is True and cp["cap_drop"] == ["ALL"]
     assert cp["volumes"] == [{"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 16 * 2**20}}]
     assert "security_opt" not in cp  # swarm ignores it; docs/export.md says so
-    assert "volumes" not in doc["services"]["im"]
+    im = doc["services"]["im"]  # `image` IOCs: the same read-only root and /tmp tmpfs by default
+    assert im["read_only"] is True and im["volumes"] == cp["volumes"]
 
 
 def test_yaml_is_deterministic():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from orchestrator.errors import BackendUnavailable, UsageError
 from orchestrator.plan.identity import (LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME, REPEATER,
                                         plan_hash)
-from orchestrator.run.instance import Backend, Instance
+from orchestrator.run.instance import Backend, Instance, Member
 
 # The names callers used from here before identity and instance had their own modules.
 __all__ = ["Backend", "Instance", "select", "plan_hash", "REPEATER", "LABEL_FLEET", "LABEL_IOC", "LABEL_PLAN",
@@ -33,3 +33,5 @@ def select(name: str = "auto") -> Backend:
     from orchestrator.run.backends.process import ProcessBackend
 
     return ProcessBackend()
+
+

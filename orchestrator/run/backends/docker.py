@@ -17,7 +17,7 @@ from orchestrator.plan import identity
 from orchestrator.plan.identity import (IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME,
                                         container_name)
 from orchestrator.plan.model import PlannedIOC
-from orchestrator.run.instance import Instance
+from orchestrator.run.instance import Instance, Member
 
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
@@ -63,12 +63,12 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
     }
-    if ioc.runtime != "image":
-        kwargs.update(container_hardening(ioc.runtime))
-    if ioc.user:
-        kwargs["user"] = ioc.user
-    elif ioc.runtime != "image":
-        kwargs["user"] = IOC_USER
+    # every IOC, `image` ones included: non-root, read-only root with a /tmp tmpfs, no capabilities
+    kwargs.update(container_hardening(ioc.runtime if ioc.runtime != "image" else "caproto"))
+    if not ioc.read_only:
+        kwargs.pop("read_only", None)
+        kwargs.pop("tmpfs", None)
+    kwargs["user"] = ioc.user or IOC_USER
     if ioc.command:
         kwargs["command"] = list(ioc.command)
     if ioc.limits.memory:
@@ -300,3 +300,38 @@ class DockerBackend:
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             yield from (line.decode(errors="replace") for line in lines)
+
+
+def host_members(client=None) -> list:
+    """Every iocfleet container on this engine with its environment, for the host-wide view.
+
+    One sparse listing, then one inspect per container; a container that vanishes in between (another
+    `down`, a test worker's cleanup) is skipped, never an error.
+    """
+    import docker
+
+    out = []
+    own = client is None
+    try:
+        if own:
+            client = docker.from_env(timeout=10)
+        listed = client.containers.list(all=True, filters={"label": LABEL_FLEET}, sparse=True)
+    except Exception:  # noqa: BLE001 - no engine answers: there are no containers to show
+        if own and client is not None:
+            client.close()
+        return []
+    for container in listed:
+        try:
+            attrs = client.api.inspect_container(container.id)
+        except Exception:  # noqa: BLE001 - gone since the listing (NotFound), or the engine hiccuped: skip it
+            continue
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        env = dict(e.partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
+        state = attrs.get("State") or {}
+        out.append(Member("docker", labels.get(LABEL_FLEET, ""), labels.get(LABEL_IOC, ""),
+                          labels.get(LABEL_ROLE, "ioc"), labels.get(LABEL_RUNTIME, "image"),
+                          state.get("Status", "unknown"), state.get("Pid") or None, attrs.get("Id"), env,
+                          (attrs.get("Config") or {}).get("User") or None))
+    if own:
+        client.close()
+    return out

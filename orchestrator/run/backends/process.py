@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator import host
-from orchestrator.errors import UsageError
+from orchestrator.errors import IocfleetError, UsageError
 from orchestrator.images.catalog import program_argv
 from orchestrator.plan import identity
 from orchestrator.plan.model import PlannedIOC
-from orchestrator.run.instance import Instance
+from orchestrator.run.instance import Instance, Member
 from orchestrator.run.statedir import fleet_dir, make_dir, state_root
 from orchestrator.plan.identity import REPEATER
 from orchestrator.run import statedir
@@ -75,6 +75,22 @@ class ProcessBackend:
                         state=state, plan_hash=data["plan_hash"], exit_code=data.get("exit_code"),
                         restarts=data.get("restarts", 0), pid=pid if state == "running" else None,
                         tcp_port=host.listening_port(pid) if state == "running" and details else None)
+
+    def members(self, fleet: str | None = None) -> list:
+        """Every instance of this user's process fleets with its planned environment (host-wide view)."""
+        root = state_root(self._environ) / "fleets"
+        dirs = [root / fleet] if fleet else sorted(p for p in root.glob("*") if p.is_dir())
+        out = []
+        for directory in dirs:
+            for path in sorted(directory.glob("*.json")):
+                try:  # state files are untrusted (issue 13): read without following links, schema-checked
+                    data = checked_record(json.loads(statedir.read_text(path)), directory.name, path.stem)
+                    inst = self._instance(data, details=False)
+                except (OSError, ValueError, KeyError, IocfleetError):
+                    continue
+                out.append(Member("process", inst.fleet, inst.name, inst.role, inst.runtime, inst.state,
+                                  inst.pid, None, dict(data.get("env") or {}), None))
+        return out
 
     # -- starting --------------------------------------------------------------------------------
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:

@@ -1,0 +1,253 @@
+"""Many fleets, one host (issue 15): two fleets side by side on one loopback port, `ls`, cross-fleet refusals,
+the unicast theft of another uid measured by the doctor, and the host's one CA repeater.
+
+The process variant runs every command inside a network namespace of its own (its own loopback, its own
+UDP 5065), so the repeater's whole life can be asserted while other suites run. The docker variant runs on
+the host's loopback on a free port; the host repeater there may be someone else's, and the test asserts
+what it may: ours is removed by the last `down`, a foreign one is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cli_run import base_env, labelled_containers, supervisors, write_fleet
+from ports import free_port
+
+CAGET = r"""
+import json, sys
+from caproto.sync.client import read
+out = {}
+for name in sys.argv[1:]:
+    try:
+        out[name] = read(name, timeout=5).data.tolist()
+    except Exception as exc:
+        out[name] = None
+print(json.dumps(out))
+"""
+
+
+def one_ioc(prefix: str, value: float, runtime: str = "caproto") -> list[dict]:
+    return [{"name": "one", "runtime": runtime, "prefix": prefix, "pvs": [{"name": "X", "value": value}]}]
+
+
+class Host:
+    """Runs `iocfleet` and clients with one state dir, host dir and (optionally) inside a namespace."""
+
+    def __init__(self, state: Path, hostdir: Path, netns: str | None = None, extra_env: dict | None = None):
+        self.state, self.hostdir, self.netns = state, hostdir, netns
+        self.extra_env = extra_env or {}
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
+
+    def iocfleet(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "XDG_STATE_HOME": str(self.state), "IOCFLEET_HOST_DIR": str(self.hostdir),
+               **self.extra_env}
+        return subprocess.run(self._argv([sys.executable, "-m", "orchestrator.cli", *args]), env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess:
+        proc = self.iocfleet(*args)
+        assert proc.returncode == 0, f"iocfleet {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def ls(self) -> dict:
+        return json.loads(self.ok("ls", "--json").stdout)
+
+    def printed_env(self, path: Path) -> dict[str, str]:
+        """The client settings exactly as `iocfleet env` prints them."""
+        out = {}
+        for line in self.ok("env", str(path)).stdout.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            out[key] = value.strip("'\"")
+        assert out["EPICS_CA_AUTO_ADDR_LIST"] == "NO" and out["EPICS_CA_ADDR_LIST"]
+        return out
+
+    def read(self, names: list[str], client_env: dict[str, str]) -> dict:
+        proc = subprocess.run(self._argv([sys.executable, "-c", CAGET, *names]), env=base_env(**client_env),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def netns():
+    name = f"mf{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+    yield name
+    for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _record(hostdir: Path) -> Path:
+    """The repeater record in a test's own host directory (one network namespace: at most one file)."""
+    return next(iter(sorted(hostdir.glob("repeater-*.json"))), hostdir / "no-record")
+
+
+def _repeater_pids(h: Host) -> list[int]:
+    view = h.ls()["repeater"]
+    return [view["pid"]] if view["held"] else []
+
+
+def _side_by_side(h: Host, tmp_path: Path, backend: str, port: int, tag: str, teardown) -> tuple[Path, Path]:
+    a = write_fleet(tmp_path / "a.yaml", f"mfa{tag}", one_ioc(f"MFA{tag}:", 1.5), base_port=port)
+    b = write_fleet(tmp_path / "b.yaml", f"mfb{tag}", one_ioc(f"MFB{tag}:", 2.5, "softioc"), base_port=port)
+    teardown += [(f"mfa{tag}", backend), (f"mfb{tag}", backend)]
+    h.ok("up", str(a), "--backend", backend)
+    h.ok("up", str(b), "--backend", backend)
+    # both fully readable through their own printed settings, each with a fresh client
+    for path, prefix, value in ((a, f"MFA{tag}:", 1.5), (b, f"MFB{tag}:", 2.5)):
+        env = h.printed_env(path)
+        assert env["EPICS_CA_ADDR_LIST"] == "127.255.255.255"
+        got = h.read([f"{prefix}X", f"{prefix}HEARTBEAT", f"{prefix}UPTIME"], env)
+        assert got[f"{prefix}X"] == [value], got
+        assert all(v is not None for v in got.values()), got
+    fleets = {f["fleet"]: f for f in h.ls()["fleets"]}
+    for name in (f"mfa{tag}", f"mfb{tag}"):
+        assert fleets[name]["backend"] == backend and fleets[name]["udp_ports"] == [port]
+        assert fleets[name]["strategy"] == "shared-port" and fleets[name]["states"] == {"running": 1}
+    # a third fleet serving a PV of the first is refused by `check`, naming the first
+    c = write_fleet(tmp_path / "c.yaml", f"mfc{tag}", one_ioc(f"MFA{tag}:", 9.0), base_port=port)
+    proc = h.iocfleet("check", str(c))
+    assert proc.returncode == 1, proc.stdout
+    assert "duplicate-pv" in proc.stdout and f"fleet mfa{tag}" in proc.stdout, proc.stdout
+    return a, b
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_two_process_fleets_share_a_loopback_port_and_the_last_down_stops_the_repeater(
+        tmp_path, state, teardown, netns):
+    # DOCKER_HOST pointing nowhere: the namespace's host view holds only its own process fleets
+    h = Host(state, tmp_path / "host", netns, {"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    try:
+        a, b = _side_by_side(h, tmp_path, "process", 5064, "p", teardown)
+        repeater = h.ls()["repeater"]
+        assert repeater["provider"] == "iocfleet" and repeater["started_by"] == "mfap", repeater
+        first = repeater["pid"]
+        h.ok("down", str(a), "--backend", "process")
+        assert _repeater_pids(h) == [first]  # still serving fleet b
+        assert [f["fleet"] for f in h.ls()["fleets"]] == ["mfbp"]
+        h.ok("down", str(b), "--backend", "process")
+        assert _repeater_pids(h) == [] and h.ls()["fleets"] == []
+        assert not _record(tmp_path / "host").exists()
+    finally:
+        for fleet, backend in teardown:
+            h.iocfleet("down", "--fleet-name", fleet, "--backend", backend)
+        teardown.clear()
+        for fleet in ("mfap", "mfbp", "_host"):
+            for proc in supervisors(state, fleet):
+                os.killpg(proc.pid, 9)
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_concurrent_up_and_down_of_two_fleets_start_one_repeater_and_stop_it_once(tmp_path, state, netns):
+    """Two `up`s at the same moment (host lock around the repeater decision): one repeater on UDP 5065, one
+    record; two `down`s at the same moment: the repeater goes with the last, nothing is left."""
+    h = Host(state, tmp_path / "host", netns, {"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    paths = [write_fleet(tmp_path / f"{n}.yaml", f"mfcc{n}", one_ioc(f"MFCC{n}:", 1.0 + i), base_port=5064)
+             for i, n in enumerate("xy")]
+    env = {**os.environ, "XDG_STATE_HOME": str(state), "IOCFLEET_HOST_DIR": str(tmp_path / "host"),
+           **h.extra_env}
+
+    def both(args):
+        procs = [subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "orchestrator.cli", *args(p)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for p in paths]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        return outs
+
+    try:
+        outs = both(lambda p: ["up", str(p), "--backend", "process"])
+        started = [line for _, err in outs for line in err.splitlines() if "CA repeater: started" in line]
+        assert len(started) == 1, outs  # a fresh namespace: nobody held UDP 5065
+        sockets = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnup", "sport", "= :5065"],
+                                 capture_output=True, text=True).stdout.strip().splitlines()
+        assert len(sockets) == 1, sockets  # one repeater for both fleets
+        assert _record(tmp_path / "host").exists()
+        for p, n in zip(paths, "xy"):
+            got = h.read([f"MFCC{n}:X"], h.printed_env(p))
+            assert got[f"MFCC{n}:X"] is not None
+        both(lambda p: ["down", str(p), "--backend", "process"])
+        left = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlnu", "sport", "= :5065"],
+                              capture_output=True, text=True).stdout.strip()
+        assert left == "" and not _record(tmp_path / "host").exists()
+    finally:
+        for n in "xy":
+            h.iocfleet("down", "--fleet-name", f"mfcc{n}", "--backend", "process")
+        for fleet in ("mfccx", "mfccy", "_host"):
+            for proc in supervisors(state, fleet):
+                os.killpg(proc.pid, 9)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_two_docker_fleets_share_a_port_and_another_uid_is_refused_then_measured(
+        tmp_path, state, teardown, ioc_images):
+    port = free_port(34000, 34998)
+    h = Host(state, tmp_path / "host")
+    before = h.ls()["repeater"]
+    a, b = _side_by_side(h, tmp_path, "docker", port, "d", teardown)
+    after_up = h.ls()["repeater"]
+    ours = after_up["provider"] == "iocfleet" and after_up["started_by"] == "mfad"
+    assert after_up["held"]
+    if not before["held"]:
+        assert ours or after_up["provider"] == "foreign"  # a foreign one may have arrived in between
+
+    # a process fleet (root) on the same port: another uid next to the docker IOCs (uid 10064)
+    u = write_fleet(tmp_path / "u.yaml", "mfud", one_ioc("MFUD:", 3.5), base_port=port)
+    teardown.append(("mfud", "process"))
+    checked = h.iocfleet("check", str(u), "--backend", "process")
+    assert checked.returncode == 1 and "port-uid-group" in checked.stdout and "fleet mfad" in checked.stdout
+    assert h.iocfleet("check", str(u), "--backend", "docker").returncode == 0  # same uid: nothing to say
+    refused = h.iocfleet("up", str(u), "--backend", "process")
+    assert refused.returncode == 3, refused.stderr
+    assert "port-uid-group" in refused.stderr and "fleet mfad" in refused.stderr, refused.stderr
+    h.ok("up", str(u), "--backend", "process", "--force")
+    # the newest uid group (root) now takes every unicast search: the docker IOCs get none
+    doc = h.iocfleet("doctor", "--addr-list", f"127.0.0.1:{port}", "--names", "MFAD:X MFUD:X",
+                     "--repeat", "40", "--json")
+    data = json.loads(doc.stdout)
+    assert doc.returncode == 1
+    (theft,) = [f for f in data["findings"] if f["code"] == "unicast-uid-theft"]
+    assert theft["rule"] == "R2", theft
+    assert "now uid 0" in theft["message"] and "uid 10064" in theft["message"], theft["message"]
+    assert "uid 10064 (" in theft["message"] and "measured reach 0%" in theft["message"], theft["message"]
+    assert "uid 0 (" in theft["message"] and "uid 0 (" in theft["message"].split("measured reach 100%")[0]
+    print(f"\n[docker+process] {theft['message']}")
+
+    h.ok("down", str(u), "--backend", "process")
+    h.ok("down", str(a), "--backend", "docker")
+    mid = h.ls()["repeater"]
+    assert mid["held"]
+    if ours:
+        assert mid["pid"] == after_up["pid"] and mid["started_by"] == "mfad"
+    h.ok("down", str(b), "--backend", "docker")
+    assert labelled_containers("mfad") == [] and labelled_containers("mfbd") == []
+    end = h.ls()["repeater"]
+    if ours and not _other_docker_fleets(h):
+        assert not end["held"] or end["pid"] != after_up["pid"]
+        assert labelled_containers("_host") == []
+    if after_up["provider"] == "foreign" and end["held"]:
+        assert end["provider"] == "foreign"  # never stopped one it did not start
+
+
+def _other_docker_fleets(h: Host) -> bool:
+    return any(f["backend"] == "docker" for f in h.ls()["fleets"])
+
+
