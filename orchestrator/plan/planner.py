@@ -162,7 +162,7 @@ def _bind_addresses(strategy: str, iface: Interface | None, address: str | None,
     if strategy == "shared-port" and (iface is None or iface.loopback or broadcast is None):
         say("R4", "Bind 0.0.0.0: a wildcard socket hears broadcasts, which is how one search reaches every IOC; "
                   "on loopback it is the only bind where both runtimes hear 127.255.255.255 (rsrv adds no "
-                  "broadcast socket for 127.0.0.1, R10).")
+                  "broadcast socket for 127.0.0.1, only a second socket on 127.0.0.1 itself, R10).")
         say("R5", "Not 127.0.0.1 or the interface IP alone: a specific-IP bind hears no broadcast, only "
                   "unicast, load-balanced to one IOC per search (R3).")
         say("R6", "Not the broadcast address alone: such a bind hears no unicast, and the TCP listener would "
@@ -176,6 +176,12 @@ def _bind_addresses(strategy: str, iface: Interface | None, address: str | None,
                   "put TCP where no client can connect). caproto then answers some searches twice; that is "
                   "one server, not a duplicate PV (R14).")
         return {"caproto": (address, broadcast), "softioc": (address,), "image": (address,)}
+    if bound is not None and bound.peer and not bound.broadcast:
+        say("R10", f"softioc (rsrv) IOCs bind 0.0.0.0 on their own port: given the point-to-point address "
+                   f"{address}, rsrv also binds the peer {bound.peer} (what the kernel reports in place of a "
+                   "broadcast), which is not this host's, and never finishes starting.")
+        say("R5", f"caproto IOCs bind {address}: each IOC owns its port, so unicast to that address reaches it.")
+        return {"caproto": (address,), "softioc": (ANY,), "image": (ANY,)}
     if iface is not None and iface.loopback:
         say("R7", f"Bind {address}: the IOCs serve this host only; each IOC owns its port, so unicast "
                   "reaches it without load balancing.")
