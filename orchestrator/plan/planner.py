@@ -229,9 +229,15 @@ def _client_addr_list(strategy: str, address: str | None, broadcast: str | None,
 
 def _runtime_notes(expanded, strategy: str, iface: Interface | None, say) -> None:
     runtimes = {ioc.runtime for ioc, _, _ in expanded}
-    if "softioc" in runtimes and strategy != "shared-port" and iface is not None and not iface.loopback:
+    bound = chosen_address(iface) if iface is not None else None
+    if "softioc" in runtimes and strategy != "shared-port" and iface is not None and not iface.loopback \
+            and bound is not None and bound.broadcast:
         say("R10", "softioc (rsrv) IOCs given the interface IP also bind its broadcast address, so they hear "
                    "broadcasts there too; caproto IOCs bind exactly the address given.")
+    elif "softioc" in runtimes and strategy != "shared-port" and bound is not None and not bound.peer \
+            and iface is not None and not iface.loopback:
+        say("R10", f"softioc (rsrv) IOCs given {bound.address}, which has no broadcast, bind a second socket on "
+                   "that address instead of a broadcast one; on a port of its own that changes nothing.")
     if "image" in runtimes:
         say("R10", "`image` IOCs are assumed to honour the EPICS_CAS_* variables like EPICS base (rsrv).")
 
