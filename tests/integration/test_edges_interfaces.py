@@ -130,3 +130,45 @@ def test_a_fleet_on_a_point_to_point_address_is_read_by_pyepics_with_the_printed
         assert values == {"PTP:C:V": 1.0, "PTP:S:V": 2.0}
     finally:
         cli(messy, tmp_path, "down", str(path), "--backend", "process", check=False)
+
+
+def test_secondary_subnets_the_fleet_hears_only_the_broadcast_of_the_address_it_binds(messy, tmp_path):
+    """a0 has 198.18.240.1/24 (no brd) then 198.18.241.1/24 brd +: the plan binds .241.1 (and its
+    broadcast for caproto); measured from inside the namespace, a search to 198.18.241.255 reaches all
+    three IOCs in every round, one to 198.18.240.255 (the other subnet's top, a kernel broadcast) or to
+    198.18.240.1 reaches none of them, as rules.predict says for those sockets."""
+    from orchestrator.ca import probe, rules
+    from orchestrator.host import kernel_addresses
+
+    path = tmp_path / "sec.yaml"
+    path.write_text("fleet: secondary\nnetwork: {interface: a0, base_port: 23300}\niocs:\n"
+                    + "".join(f"  - {{name: i{k}, runtime: {rt}, prefix: 'SEC:{k}:'}}\n"
+                              for k, rt in enumerate(("caproto", "caproto", "softioc"))))
+    lab = Lab(messy, "a0", "198.18.241.1", None, "a1", "198.18.241.2", 24, "198.18.241.255")
+    try:
+        up = cli(messy, tmp_path, "up", str(path), "--backend", "process", "--json", "--timeout", "60", check=False)
+        assert up.returncode == 0, up.stderr
+        plan_env = json.loads(up.stdout)["client_env"]
+        assert plan_env["EPICS_CA_ADDR_LIST"] == "198.18.241.255"
+        names = [f"SEC:{k}:HEARTBEAT" for k in range(3)]
+        measured = {}
+        for dest in ("198.18.241.255", "198.18.240.255", "198.18.240.1"):
+            res = probe.search(names, [(dest, 23300)], rounds=20, timeout=1.0, socket_factory=lab.socket_factory("ns"))
+            measured[dest] = [res.rounds_answered(n, (dest, 23300)) for n in names]
+        assert measured == {"198.18.241.255": [20, 20, 20], "198.18.240.255": [0, 0, 0], "198.18.240.1": [0, 0, 0]}
+
+        # the model, fed the namespace's real interfaces and the plan's binds, says the same
+        ip_json = subprocess.run(["ip", "-n", messy, "-j", "addr", "show"], capture_output=True, text=True,
+                                 check=True).stdout
+        from orchestrator.hostmodel import Interface
+
+        ifaces = [Interface(n, True, n == "lo", True, True, 1500, addrs)
+                  for n, (addrs, _) in kernel_addresses(ip_json).items()]
+        plan = json.loads(cli(messy, tmp_path, "plan", str(path), "--json").stdout)
+        sockets = [s for i in plan["iocs"] for s in rules.server_sockets(i["runtime"], i["bind"], 23300, i["name"],
+                                                                         interfaces=ifaces)]
+        for dest, got in measured.items():
+            predicted = rules.predict(sockets, rules.Datagram(dest, 23300), ifaces)
+            assert len(predicted.receivers) == (3 if got[0] else 0), (dest, predicted)
+    finally:
+        cli(messy, tmp_path, "down", str(path), "--backend", "process", check=False)
