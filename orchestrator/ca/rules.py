@@ -47,6 +47,7 @@ class Socket:
     reuse: bool = True
     uid: int = 0
     reuseport: bool | None = None
+    local: bool = True  # False: no interface of the host has this address, so the bind fails (EADDRNOTAVAIL)
 
     @property
     def has_reuseport(self) -> bool:
@@ -124,6 +125,8 @@ def _rsrv_companion(address: str, interfaces: Iterable[Interface]) -> str | None
     for iface in interfaces:
         for a in iface.ipv4:
             if a.address == address:
+                if a.peer and not a.broadcast:  # point-to-point: getifaddrs reports the peer there
+                    return a.peer
                 return a.broadcast if a.broadcast and not iface.loopback else address
     return None
 
@@ -157,7 +160,10 @@ def server_sockets(
                 binds.append(companion)
             elif companion == addr:
                 binds.append(addr)
-    return tuple(Socket(owner, runtime, b, port, True, uid) for b in binds)
+    # rsrv's companion on a point-to-point address is the peer's address, which is not this host's: that
+    # bind fails ("CAS: UDP Socket bcast bind ERROR") and the IOC never finishes iocInit (measured).
+    peers = {a.peer for i in interfaces for a in i.ipv4 if a.peer} - {a.address for i in interfaces for a in i.ipv4}
+    return tuple(Socket(owner, runtime, b, port, True, uid, local=b not in peers) for b in binds)
 
 
 def tcp_listen_addresses(runtime: str, intf_addr_list: str | Sequence[str]) -> tuple[str, ...]:
@@ -182,6 +188,9 @@ def bind_outcomes(sockets: Sequence[Socket]) -> tuple[BindOutcome, ...]:
     bound: list[Socket] = []
     out: list[BindOutcome] = []
     for s in sockets:
+        if not s.local:
+            out.append(BindOutcome(s, False, None, "R10"))
+            continue
         clash = None
         for b in bound:
             if b.port != s.port or not _overlap(b.bind, s.bind):

@@ -180,7 +180,7 @@ def _bind_addresses(strategy: str, iface: Interface | None, address: str | None,
     if strategy == "shared-port" and (iface is None or iface.loopback or broadcast is None):
         say("R4", "Bind 0.0.0.0: a wildcard socket hears broadcasts, which is how one search reaches every IOC; "
                   "on loopback it is the only bind where both runtimes hear 127.255.255.255 (rsrv adds no "
-                  "broadcast socket for 127.0.0.1, R10).")
+                  "broadcast socket for 127.0.0.1, only a second socket on 127.0.0.1 itself, R10).")
         say("R5", "Not 127.0.0.1 or the interface IP alone: a specific-IP bind hears no broadcast, only "
                   "unicast, load-balanced to one IOC per search (R3).")
         say("R6", "Not the broadcast address alone: such a bind hears no unicast, and the TCP listener would "
@@ -194,6 +194,12 @@ def _bind_addresses(strategy: str, iface: Interface | None, address: str | None,
                   "put TCP where no client can connect). caproto then answers some searches twice; that is "
                   "one server, not a duplicate PV (R14).")
         return {"caproto": (address, broadcast), "softioc": (address,), "image": (address,)}
+    if bound is not None and bound.peer and not bound.broadcast:
+        say("R10", f"softioc (rsrv) IOCs bind 0.0.0.0 on their own port: given the point-to-point address "
+                   f"{address}, rsrv also binds the peer {bound.peer} (what the kernel reports in place of a "
+                   "broadcast), which is not this host's, and never finishes starting.")
+        say("R5", f"caproto IOCs bind {address}: each IOC owns its port, so unicast to that address reaches it.")
+        return {"caproto": (address,), "softioc": (ANY,), "image": (ANY,)}
     if iface is not None and iface.loopback:
         say("R7", f"Bind {address}: the IOCs serve this host only; each IOC owns its port, so unicast "
                   "reaches it without load balancing.")
@@ -241,9 +247,15 @@ def _client_addr_list(strategy: str, address: str | None, broadcast: str | None,
 
 def _runtime_notes(expanded, strategy: str, iface: Interface | None, say) -> None:
     runtimes = {ioc.runtime for ioc, _, _ in expanded}
-    if "softioc" in runtimes and strategy != "shared-port" and iface is not None and not iface.loopback:
+    bound = chosen_address(iface) if iface is not None else None
+    if "softioc" in runtimes and strategy != "shared-port" and iface is not None and not iface.loopback \
+            and bound is not None and bound.broadcast:
         say("R10", "softioc (rsrv) IOCs given the interface IP also bind its broadcast address, so they hear "
                    "broadcasts there too; caproto IOCs bind exactly the address given.")
+    elif "softioc" in runtimes and strategy != "shared-port" and bound is not None and not bound.peer \
+            and iface is not None and not iface.loopback:
+        say("R10", f"softioc (rsrv) IOCs given {bound.address}, which has no broadcast, bind a second socket on "
+                   "that address instead of a broadcast one; on a port of its own that changes nothing.")
     if "image" in runtimes:
         say("R10", "`image` IOCs are assumed to honour the EPICS_CAS_* variables like EPICS base (rsrv).")
 

@@ -134,7 +134,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             result.report = report
             result.instances = backend.instances(plan.fleet)
             if report.read_all and report.partial_paths():
-                raise ReachIncomplete(reach_text(report), f"fleet {plan.fleet}", reach_fix(plan))
+                raise ReachIncomplete(reach_text(report), f"fleet {plan.fleet}", reach_fix(planned))
             if not report.ready:
                 raise ReadinessTimeout(_timeout_text(report, backend, result.instances), f"fleet {plan.fleet}",
                                        "read the log lines above; `iocfleet logs FLEET IOC` shows more")
@@ -214,10 +214,15 @@ def reach_text(report: ReadyReport) -> str:
     return "\n".join(lines)
 
 
-def reach_fix(plan) -> str:
+def reach_fix(planned: PlannedFleet) -> str:
+    plan = planned.plan
     iface, addr = plan.interface or "IF", plan.address or "ADDR"
+    found = planned.snapshot.interface(plan.interface) if plan.interface else None
+    prefix = next((a.prefixlen for a in (found.ipv4 if found else ()) if a.address == plan.address), None)
+    addr += f"/{prefix}" if prefix is not None else "/LEN"
     return (f"a unicast address reaches one IOC per client source port when IOCs share a port (R3): give "
-            f"{iface} a broadcast (ip addr add {addr}/LEN brd + dev {iface}) and run `iocfleet up` again, or "
+            f"{iface} a broadcast (ip addr del {addr} dev {iface} && ip addr add {addr} brd + dev {iface}) "
+            f"and run `iocfleet up` again, or "
             f"use --strategy distinct-ports")
 
 

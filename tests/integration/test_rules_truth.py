@@ -420,7 +420,8 @@ def render_markdown(data: dict) -> str:
     n_checks = sum(len(s["checks"]) for s in data["scenarios"])
     n_agree = sum(c["agree"] for s in data["scenarios"] for c in s["checks"])
     lines = [f"Run: {len(data['scenarios'])} scenarios, {n_agree}/{n_checks} checks agree, "
-             f"{data['rounds']} rounds (fresh source ports) per search path, {data['elapsed_s']} s wall time. "
+             f"{data['rounds']} rounds (fresh source ports) per search path ({SHARE_ROUNDS} where the prediction "
+             f"splits unicast), {data['elapsed_s']} s wall time. "
              f"Subnet {data['subnet']}, IOC host {data['ns_addr']} (the `nobrd-` scenarios run in a second lab "
              "whose IOC address was added without `brd`); reach = fraction of rounds in which the "
              "server answered.", "",

@@ -215,3 +215,23 @@ def test_rsrv_given_a_no_brd_address_holds_two_sockets_on_it():
     iface = kernel_iface("198.18.250.1")
     socks = rules.server_sockets("softioc", "198.18.250.1", 5064, "s", interfaces=[iface])
     assert [s.bind for s in socks] == ["198.18.250.1", "198.18.250.1"]
+
+
+def test_rsrv_on_a_point_to_point_address_binds_the_peer_and_never_starts():
+    from orchestrator.ca import rules
+
+    iface = kernel_iface("198.18.253.1")
+    socks = rules.server_sockets("softioc", "198.18.253.1", 5064, "s", interfaces=[iface])
+    assert [(s.bind, s.local) for s in socks] == [("198.18.253.1", True), ("198.18.253.2", False)]
+    assert rules.live_sockets(socks) == ()
+    cp = rules.server_sockets("caproto", "198.18.253.1", 5064, "c", interfaces=[iface])
+    assert rules.live_sockets(cp) == cp
+
+
+def test_softioc_on_a_point_to_point_interface_is_planned_on_0000_and_its_own_port():
+    iocs = [{"name": "c", "runtime": "caproto", "prefix": "P:C:"}, {"name": "s", "runtime": "softioc", "prefix": "P:S:"}]
+    f = spec.from_dict({"fleet": "p", "network": {"interface": "d0"}, "iocs": iocs})
+    p = planner.plan(f, host(kernel_iface("198.18.253.1")))
+    assert p.strategy == "distinct-ports"
+    assert {i.name: i.bind for i in p.iocs} == {"c": ("198.18.253.1",), "s": ("0.0.0.0",)}
+    assert "binds the peer 198.18.253.2" in " ".join(d.text for d in p.decisions).replace("also binds", "binds")
