@@ -33,9 +33,12 @@ class _Group(click.Group):
             _fail(exc)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            click.echo("iocfleet: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from orchestrator.errors import EXIT_SIGINT, Terminated
+
+            terminated = isinstance(exc, Terminated)
+            click.echo(f"iocfleet: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+            sys.exit(exc.exit_code if terminated else EXIT_SIGINT)
         except Exception as exc:  # noqa: BLE001 - the CLI root is where unexpected errors become exit 70
             click.echo(f"iocfleet: internal error: {type(exc).__name__}: {exc} — please report it", err=True)
             sys.exit(EXIT_INTERNAL)
@@ -116,12 +119,17 @@ def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool,
 
 @cli.command()
 @_plan_options
-def env(fleet: str, strategy: str | None, interface: str | None) -> None:
-    """Print `export EPICS_CA_...` lines that let a client shell reach every IOC of the fleet."""
+@click.option("--format", "fmt", type=click.Choice(["shell", "dotenv", "json", "phoebus"]), default="shell",
+              show_default=True, help="shell: export lines to eval; dotenv: NAME=value (--env-file); "
+                                      "json: an object; phoebus: a settings.ini (org.phoebus.pv.ca/...).")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def env(fleet: str, strategy: str | None, interface: str | None, fmt: str, as_json: bool) -> None:
+    """Print the client settings that reach every IOC of the fleet (`eval "$(iocfleet env FLEET)"`)."""
+    from orchestrator.ca.formats import render
     from orchestrator.plan.onhost import plan_file
-    from orchestrator.render import export_lines
 
-    click.echo(export_lines(plan_file(fleet, strategy, interface).plan.client_env_dict()))
+    planned = plan_file(fleet, strategy, interface).plan
+    click.echo(render(planned.client_env_dict(), "json" if as_json else fmt, planned.fleet))
 
 
 @cli.command()
@@ -143,6 +151,7 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
 
 
 _BACKEND = click.Choice(["auto", "docker", "process"])
+BACKEND_ENV = "IOCFLEET_BACKEND"  # the pytest plugin's --iocfleet-backend reads the same variable
 
 
 def _finite(value: float, name: str) -> float:
@@ -154,7 +163,7 @@ def _finite(value: float, name: str) -> float:
 
 @cli.command()
 @_plan_options
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="docker: containers with host networking; process: local processes; auto: docker if it answers.")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=60, show_default=True,
               callback=lambda ctx, param, value: _finite(value, "--timeout"),
@@ -185,7 +194,7 @@ def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
 @cli.command()
 @click.argument("fleet", required=False)
 @click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(fleet, fleet_name, backend, as_json) -> None:
     """Show every IOC of a fleet: state, exit code, restarts, TCP port."""
@@ -206,7 +215,7 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 @click.argument("ioc")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--tail", type=click.IntRange(1), default=None, help="Only the last N lines.")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 def logs(fleet, ioc, follow, tail, backend) -> None:
     """Print an IOC's log (FLEET is the fleet file or its name)."""
     from orchestrator.run.backends import select
@@ -224,7 +233,7 @@ def logs(fleet, ioc, follow, tail, backend) -> None:
 @cli.command()
 @click.argument("fleet")
 @click.argument("ioc")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 def restart(fleet, ioc, backend) -> None:
     """Restart one IOC of a running fleet."""
     from orchestrator.run.backends import select
@@ -241,7 +250,7 @@ def restart(fleet, ioc, backend) -> None:
 @cli.command()
 @click.argument("fleet", required=False)
 @click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
     """Remove every IOC of the fleet, found by label/state, even if the fleet file changed or is gone."""
@@ -269,7 +278,7 @@ def down(fleet, fleet_name, backend, as_json) -> None:
 @click.option("--timeout", type=float, default=0.5, show_default=True, help="Seconds to collect replies.")
 @click.option("--probe-auto", is_flag=True,
               help="With EPICS_CA_AUTO_ADDR_LIST=YES also search every interface broadcast.")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="Where the fleet's IOCs run (with --fleet).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")
 def doctor(fleet, addr_list, auto_addr_list, names, repeat, timeout, probe_auto, backend, as_json) -> None:
