@@ -53,9 +53,18 @@ def make_record(builder, pv: PvSpec, name: str):
 def build_records(builder, spec: IocSpec) -> dict:
     """Every record of the IOC, standard PVs included, keyed by the PV's short name."""
     records = {pv.name: make_record(builder, pv, spec.full_name(pv.name)) for pv in spec.pvs}
-    records["HEARTBEAT"] = builder.longIn(spec.full_name("HEARTBEAT"), initial_value=0)
-    records["UPTIME"] = builder.aIn(spec.full_name("UPTIME"), initial_value=0.0, PREC=1, EGU="s")
+    legacy = spec.legacy_pvs()  # where iocStats serves HEARTBEAT/UPTIME itself, no record of ours
+    if "HEARTBEAT" in legacy:
+        records["HEARTBEAT"] = builder.longIn(spec.full_name("HEARTBEAT"), initial_value=0)
+    if "UPTIME" in legacy:
+        records["UPTIME"] = builder.aIn(spec.full_name("UPTIME"), initial_value=0.0, PREC=1, EGU="s")
     return records
+
+
+def load_iocstats(softioc, spec: IocSpec) -> None:
+    """devIocStats' ioc.template under the IOC's iocStats name (pythonSoftIOC ships both); before iocInit."""
+    if spec.iocstats:
+        softioc.devIocStats(spec.iocstats)
 
 
 def _wait_for_listener(deadline_s: float) -> list[str]:
@@ -80,10 +89,12 @@ def main() -> None:
     dispatcher = asyncio_dispatcher.AsyncioDispatcher()
     records = build_records(builder, spec)
     builder.LoadDatabase()
+    load_iocstats(softioc, spec)
     softioc.iocInit(dispatcher, enable_pva=False)
 
     def write(name: str, value) -> None:
-        records[name].set(value)
+        if name in records:  # HEARTBEAT/UPTIME may be iocStats records, which update themselves
+            records[name].set(value)
 
     asyncio.run_coroutine_threadsafe(run_updates(spec, write), dispatcher.loop)
     print(report.serving_line(RUNTIME, spec, _wait_for_listener(READY_TIMEOUT_S), os.environ), flush=True)

@@ -11,7 +11,10 @@ from typing import Mapping
 from orchestrator.plan.model import Plan, PlannedIOC
 from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
 
-HEALTH_TIMING = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "15s"}
+from orchestrator.export.common import HEALTH_INTERVAL_S, HEALTH_RETRIES, HEALTH_START_S, HEALTH_TIMEOUT_S
+
+HEALTH_TIMING = {"interval": f"{HEALTH_INTERVAL_S}s", "timeout": f"{HEALTH_TIMEOUT_S}s", "retries": HEALTH_RETRIES,
+                 "start_period": f"{HEALTH_START_S}s"}
 
 
 def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,

@@ -20,6 +20,7 @@ RESTART_ANNOTATION = "org.iocfleet.restart"
 NOTE_ANNOTATION = "org.iocfleet.note"
 TMP_VOLUME = "tmp"
 PROBE_TIMING = {"initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+LIVENESS_TIMING = {"initialDelaySeconds": 15, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -82,6 +83,8 @@ def ioc_deployment(plan: Plan, ioc: PlannedIOC, node: str, info: ImageInfo, rest
     probe = health_argv(ioc)
     if probe:
         container["readinessProbe"] = {"exec": {"command": probe}, **PROBE_TIMING}
+        # Liveness reads the same PV (iocStats UPTIME); a hung IOC is restarted, like the engine's healthcheck.
+        container["livenessProbe"] = {"exec": {"command": probe}, **LIVENESS_TIMING}
     volumes = _tmp_volumes(hardening)
     if volumes:
         container["volumeMounts"] = [{"name": v["name"], "mountPath": path} for path, v in volumes]

@@ -52,13 +52,40 @@ class PlannedIOC:
     user: str | None = None
     limits: Limits = field(default_factory=Limits)
     restart: str = "on-failure"
+    iocstats: str | None = None  # the iocStats IOC name (NAME:HEARTBEAT, ...); None: no iocStats PVs
 
     @property
     def pv_names(self) -> tuple[str, ...]:
-        """Every PV this IOC serves: the declared ones, then the standard HEARTBEAT and UPTIME."""
-        from orchestrator.spec.model import STANDARD_PVS
+        """The PVs readiness waits for: the declared ones, the old HEARTBEAT/UPTIME names where iocStats
+        does not serve them, and the iocStats HEARTBEAT and UPTIME."""
+        from orchestrator.spec import iocstats as stats
 
-        return tuple(self.prefix + p.name for p in self.pvs) + tuple(self.prefix + s for s in STANDARD_PVS)
+        legacy = stats.legacy_names(self.prefix, self.iocstats)
+        if self.runtime == "image" and self.iocstats:
+            legacy = ()  # an image that serves iocStats is not expected to serve the old names too
+        ready = tuple(f"{self.iocstats}:{s}" for s in stats.READY_PVS) if self.iocstats else ()
+        return tuple(self.prefix + p.name for p in self.pvs) + legacy + ready
+
+    @property
+    def health_pvs(self) -> tuple[str, ...]:
+        """The iocStats PVs a display or a health check shows for this IOC."""
+        from orchestrator.spec import iocstats as stats
+
+        return tuple(f"{self.iocstats}:{s}" for s in stats.HEALTH_PVS) if self.iocstats else ()
+
+    @property
+    def liveness_pv(self) -> str:
+        """The PV a liveness probe reads: iocStats UPTIME, else the old PREFIX+UPTIME."""
+        from orchestrator.spec import iocstats as stats
+
+        return f"{self.iocstats}:{stats.LIVENESS_PV}" if self.iocstats else self.prefix + "UPTIME"
+
+    def all_pv_names(self) -> tuple[str, ...]:
+        """Every PV this IOC serves: readiness' names plus every other iocStats PV (built-in runtimes)."""
+        from orchestrator.spec import iocstats as stats
+
+        extra = stats.names(self.iocstats, self.runtime) if self.runtime != "image" else ()
+        return tuple(dict.fromkeys(self.pv_names + extra))
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -74,6 +101,7 @@ class PlannedIOC:
             "tcp_port": self.tcp_port,
             "bind": list(self.bind),
             "pvs": list(self.pv_names),
+            "iocstats": self.iocstats,
             "image": self.image,
             "command": list(self.command),
             "user": self.user,

@@ -224,12 +224,29 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         ("EPICS_CA_AUTO_ADDR_LIST", "NO"),
         ("EPICS_CA_ADDR_LIST", dict(client_env)["EPICS_CA_ADDR_LIST"]),
     )
+    iocstats = _iocstats_name(ioc, name, prefix)
     if ioc.runtime != "image":
         payload = {"name": name, "prefix": prefix, "pvs": [_pv_payload(p) for p in ioc.pvs]}
+        if iocstats:
+            payload["iocstats"] = iocstats
         env += (("IOCFLEET_IOC", json.dumps(payload, separators=(",", ":"))),)
     env += ioc.env
     return PlannedIOC(
         name=name, runtime=ioc.runtime, prefix=prefix, declared_as=ioc.name, udp_port=port,
         tcp_port=port if strategy != "shared-port" else None, bind=binds, env=env, pvs=ioc.pvs,
         image=ioc.image, command=ioc.command, user=ioc.user, limits=ioc.limits, restart=ioc.restart,
+        iocstats=iocstats,
     )
+
+
+def _iocstats_name(ioc: IOCSpec, name: str, prefix: str) -> str | None:
+    """The iocStats name of one running IOC: as written (`{i}` is the replica number), else derived from
+    its prefix (built-in runtimes only)."""
+    from orchestrator.spec import iocstats as stats
+
+    if ioc.iocstats is False:
+        return None
+    if isinstance(ioc.iocstats, str):
+        number = name.rsplit("-", 1)[1] if ioc.replicas > 1 else ""
+        return ioc.iocstats.replace("{i}", number)
+    return stats.default_name(prefix) if ioc.runtime != "image" else None

@@ -66,6 +66,9 @@ class IOCSpec:
     restart: str = "on-failure"
     host: str | None = None  # a name from `hosts:`; None: this machine
     line: int = 0
+    # iocStats IOC name (NAME:HEARTBEAT, ...): None derives it from the prefix for caproto/softioc (and
+    # means "none" for image IOCs); False turns iocStats off (spec/iocstats.py)
+    iocstats: str | bool | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +84,7 @@ class IOCSpec:
             "limits": asdict(self.limits),
             "restart": self.restart,
             "host": self.host,
+            "iocstats": self.iocstats,
         }
 
 

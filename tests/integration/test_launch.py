@@ -145,7 +145,7 @@ def test_logs_and_restart_of_one_ioc(tmp_path, state, teardown):
     result = iocfleet_json("up", str(path), "--backend", "process", state=state)
     first = result["iocs"][0]
     logs = iocfleet("logs", str(path), "one", "--backend", "process", state=state, check=True).stdout
-    assert "serving 3 PVs of one (prefix 'LR:')" in logs, logs  # X plus HEARTBEAT and UPTIME
+    assert "serving 42 PVs of one (prefix 'LR:')" in logs, logs  # X and the 41 iocStats PVs (HEARTBEAT, UPTIME, ...)
     iocfleet("restart", str(path), "one", "--backend", "process", state=state, check=True)
     after = _wait_for_state(fleet, "process", state, "one", "running")
     assert after["pid"] != first["pid"]

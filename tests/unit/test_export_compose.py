@@ -116,8 +116,8 @@ def test_built_runtimes_get_the_images_hardening_and_image_iocs_a_safe_subset():
 
 def test_health_checks_read_heartbeat_over_ca_with_the_runtimes_client():
     _, doc = export(fleet())
-    assert doc["services"]["cp"]["healthcheck"]["test"] == ["CMD", "python3", "-c", CAPROTO_HEALTH, "T:CP:HEARTBEAT"]
-    assert doc["services"]["si"]["healthcheck"]["test"] == ["CMD", "python3", "-c", LIBCA_HEALTH, "T:SI:HEARTBEAT"]
+    assert doc["services"]["cp"]["healthcheck"]["test"] == ["CMD", "python3", "-c", CAPROTO_HEALTH, "T:CP:UPTIME"]
+    assert doc["services"]["si"]["healthcheck"]["test"] == ["CMD", "python3", "-c", LIBCA_HEALTH, "T:SI:UPTIME"]
     assert "healthcheck" not in doc["services"]["cam"]
     assert "$" not in CAPROTO_HEALTH + LIBCA_HEALTH  # compose would interpolate it
     assert "repeater=False" in CAPROTO_HEALTH  # a health check never spawns a repeater (R12)

@@ -90,7 +90,7 @@ def test_readiness_probe_reads_heartbeat_and_security_matches_the_hardening():
     deps = deployments(docs)
     pod = deps["Motor_X"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["readinessProbe"]["exec"]["command"] == ["python3", "-c", CAPROTO_HEALTH, "BL1:MX:HEARTBEAT"]
+    assert container["readinessProbe"]["exec"]["command"] == ["python3", "-c", CAPROTO_HEALTH, "BL1:MX:UPTIME"]
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"]["runAsUser"] == images.IOC_UID and pod["securityContext"]["runAsNonRoot"]

@@ -17,6 +17,7 @@ from orchestrator.run.backends import LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
     "tmpfs", "cap_drop", "security_opt", "restart_policy", "mem_limit", "pids_limit", "init", "stop_signal",
+    "healthcheck",
 })
 ON_FAILURE_RETRIES = 5
 
@@ -80,10 +81,27 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
         kwargs["mem_limit"] = ioc.limits.memory
     if ioc.limits.pids:
         kwargs["pids_limit"] = ioc.limits.pids
+    check = healthcheck(ioc)
+    if check:
+        kwargs["healthcheck"] = check
     unknown = set(kwargs) - ALLOWED_RUN_KEYS
     if unknown:  # a programming error, never user input: user input only fills values
         raise AssertionError(f"run_kwargs produced keys outside the allow-list: {sorted(unknown)}")
     return kwargs
+
+
+def healthcheck(ioc: PlannedIOC) -> dict | None:
+    """The engine's healthcheck: a CA read of the IOC's liveness PV (iocStats UPTIME) from inside the
+    container, with the timing of the compose export (`docker ps` shows healthy/unhealthy)."""
+    from orchestrator.export.common import (HEALTH_INTERVAL_S, HEALTH_RETRIES, HEALTH_START_S, HEALTH_TIMEOUT_S,
+                                            health_argv)
+
+    argv = health_argv(ioc)
+    if argv is None:
+        return None
+    second = 1_000_000_000
+    return {"test": ["CMD", *argv], "interval": HEALTH_INTERVAL_S * second, "timeout": HEALTH_TIMEOUT_S * second,
+            "retries": HEALTH_RETRIES, "start_period": HEALTH_START_S * second}
 
 
 def restart_policy(policy: str) -> dict:
