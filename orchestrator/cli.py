@@ -338,14 +338,21 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 @click.option("--node", help="This machine's node name (swarm placement, k8s nodeSelector); default: hostname.")
 @click.option("--namespace", help="k8s: the namespace of every manifest.")
 @click.option("--no-repeater", is_flag=True, help="Leave the CA repeater (UDP 5065) to the host (R12).")
+@click.option("--flavor", type=click.Choice(["plain", "ec"]), default="plain", show_default=True,
+              help="k8s: plain = a Deployment per IOC; ec = StatefulSets like epics-containers' ioc-instance chart.")
+@click.option("--stopped", "stopped", multiple=True, metavar="IOC",
+              help="k8s --flavor ec: this IOC gets replicas 0 (repeatable).")
+@click.option("--compose-v1", is_flag=True, help="compose: leave out `name:` (docker-compose 1.x refuses it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plans and findings as JSON instead.")
-def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, as_json):
+def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, flavor, stopped,
+           compose_v1, as_json):
     """Export a fleet as a compose file, a swarm stack or Kubernetes manifests (docs/export.md)."""
     from orchestrator.export import export_file
     from orchestrator.render import findings_text
 
     result = export_file(kind, fleet, strategy=strategy, interface=interface, host=host_name, node=node,
-                         namespace=namespace, repeater=not no_repeater)
+                         namespace=namespace, repeater=not no_repeater, flavor=flavor, stopped=tuple(stopped),
+                         compose_v1=compose_v1)
     if as_json:
         click.echo(_json(result.to_dict()))
         return

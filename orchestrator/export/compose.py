@@ -18,11 +18,14 @@ HEALTH_TIMING = {"interval": f"{HEALTH_INTERVAL_S}s", "timeout": f"{HEALTH_TIMEO
 
 
 def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,
-                 host: str | None = None) -> dict:
-    """The compose file as plain data: `services` keyed by IOC name (plan order), repeater first.
+                 host: str | None = None, v1: bool = False) -> dict:
+    """The compose file as plain data: the project `name`, `services` keyed by IOC name (plan order),
+    repeater first.
 
     `fleet` (the FleetSpec) supplies each IOC's restart policy; `images` the image tags and hardening
-    (default: orchestrator.images.build); `repeater=False` leaves the CA repeater to the host.
+    (default: orchestrator.images.build); `repeater=False` leaves the CA repeater to the host. Every IOC
+    service has the profiles `iocs` and its own name (`--profile iocs` starts all, `--profile NAME` one);
+    the repeater has none (always on). `v1=True` leaves out `name:`, which docker-compose 1.x refuses.
     """
     info = images or ImageInfo.from_images()
     restarts = restarts_of(fleet)
@@ -32,15 +35,39 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
         services[repeater_name(plan)] = repeater_service(plan, info, host)
     for ioc in plan.iocs:
         services[ioc.name] = ioc_service(plan, ioc, info, restarts, host)
+        services[ioc.name]["profiles"] = [PROFILE_ALL, ioc.name] if ioc.name != PROFILE_ALL else [PROFILE_ALL]
         if with_repeater:
             # R12: the repeater is up before any IOC (or its health check) registers with it.
             services[ioc.name]["depends_on"] = [repeater_name(plan)]
-    return {"services": escape_dollars(services)}
+    doc: dict = {} if v1 else {"name": project_name(plan.fleet)}
+    doc["services"] = escape_dollars(services)
+    return doc
 
 
-def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True) -> str:
-    """The compose file as YAML text with a header naming the client settings."""
-    return to_yaml(compose_dict(plan, fleet, images, repeater), header_lines(plan, "Compose file"))
+def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,
+                 v1: bool = False) -> str:
+    """The compose file as YAML text with a header naming the client settings and how to start it."""
+    start = (f"# Start every IOC: docker compose --profile {PROFILE_ALL} up -d (one IOC: --profile NAME); "
+             "plain `up` starts only services without a profile.\n")
+    return to_yaml(compose_dict(plan, fleet, images, repeater, v1=v1), header_lines(plan, "Compose file") + start)
+
+
+PROFILE_ALL = "iocs"
+ON_FAILURE_RETRIES = 5  # the docker backend's MaximumRetryCount, so an export restarts as `up` does
+
+
+def project_name(fleet: str) -> str:
+    """The compose project name of a fleet: lowercase letters, digits, `-` and `_`, starting with a letter
+    or digit (compose's rule)."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_-]", "-", fleet.lower()).lstrip("-_")
+    return name or "iocfleet"
+
+
+def restart_value(policy: str) -> str:
+    """`restart:` of a compose service: on-failure gets the same 5-retry cap as `iocfleet up`."""
+    return f"on-failure:{ON_FAILURE_RETRIES}" if policy == "on-failure" else policy
 
 
 def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[str, str],
@@ -55,7 +82,7 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
     service["network_mode"] = "host"
     service["environment"] = ioc.env_dict()
     service["labels"] = labels_of(plan, ioc, plan_hash(ioc, image), host)
-    service["restart"] = restart
+    service["restart"] = restart_value(restart)
     service.update(hardening_keys(info.hardening_of(ioc.runtime)))
     if ioc.limits.memory:
         service["mem_limit"] = ioc.limits.memory

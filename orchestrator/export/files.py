@@ -34,7 +34,8 @@ class Exported:
 def export_file(kind: str, path: str | Path, *, strategy: str | None = None, interface: str | None = None,
                 host: str | None = None, node: str | None = None, namespace: str | None = None,
                 repeater: bool = True, snapshot: HostSnapshot | None = None,
-                images: ImageInfo | None = None) -> Exported:
+                images: ImageInfo | None = None, flavor: str = "plain", stopped: tuple[str, ...] = (),
+                compose_v1: bool = False) -> Exported:
     """Export the fleet file at `path` as `kind` (compose, swarm or k8s).
 
     compose and swarm describe one host: the fleet's only host, or `host`. k8s describes every host.
@@ -65,11 +66,11 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
     findings = tuple(conflicts.check(local, snapshot)) if local is not None else ()
     if kind == "k8s":
-        text = manifests_yaml(plans, fleet, info, repeater, namespace)
+        text = manifests_yaml(plans, fleet, info, repeater, namespace, flavor=flavor, stopped=stopped)
         return Exported(kind, text, plans, findings)
     chosen = _one_host(plans, host, str(path))
     if kind == "compose":
-        text = compose_yaml(plans[chosen], fleet, info, repeater)
+        text = compose_yaml(plans[chosen], fleet, info, repeater, v1=compose_v1)
     else:
         text = stack_yaml(plans[chosen], fleet, info, repeater, node=chosen)
     return Exported(kind, text, {chosen: plans[chosen]}, findings if plans[chosen] is local else ())

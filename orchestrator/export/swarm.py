@@ -11,7 +11,7 @@ from typing import Mapping
 
 from orchestrator.plan.model import Plan, PlannedIOC
 from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_labels, repeater_name, restart_of, restarts_of, to_yaml, user_of, wants_repeater, REPEATER_ARGV
-from orchestrator.export.compose import HEALTH_TIMING
+from orchestrator.export.compose import HEALTH_TIMING, ON_FAILURE_RETRIES
 
 STACK_VERSION = "3.8"  # `docker stack deploy` (engine 20.10) needs an explicit 3.x version
 HOST_NETWORK = "hostnet"
@@ -63,6 +63,9 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
         limits["memory"] = ioc.limits.memory
     # No pids limit: the stack schema of engine 20.10 refuses `deploy.resources.limits.pids`.
     service["deploy"] = _deploy(labels, RESTART_CONDITIONS[restart], node, limits)
+    if restart == "on-failure":
+        # the 5-retry cap of `iocfleet up` (docker's MaximumRetryCount) and the compose export
+        service["deploy"]["restart_policy"]["max_attempts"] = ON_FAILURE_RETRIES
     return service
 
 
