@@ -328,10 +328,11 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 
 
 @cli.command("export")
-@click.argument("kind", type=click.Choice(["compose", "swarm", "k8s"]))
+@click.argument("kind", type=click.Choice(["compose", "swarm", "k8s", "bob", "pydm"]))
 @click.argument("fleet", type=click.Path(dir_okay=True, path_type=str))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
-              show_default=True, help="Write the file here (- for stdout).")
+@click.option("-o", "--output", type=click.Path(writable=True, allow_dash=True), default="-",
+              show_default=True, help="Write the file here (- for stdout); bob/pydm: a directory "
+                                      "(default FLEET-bob / FLEET-pydm).")
 @click.option("--interface", help="Interface to serve on here (overrides network.interface).")
 @click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")
 @click.option("--host", "host_name", help="compose/swarm: the host of a multi-host fleet to export.")
@@ -353,6 +354,17 @@ def export(kind, fleet, output, interface, strategy, host_name, node, namespace,
     result = export_file(kind, fleet, strategy=strategy, interface=interface, host=host_name, node=node,
                          namespace=namespace, repeater=not no_repeater, flavor=flavor, stopped=tuple(stopped),
                          compose_v1=compose_v1)
+    if result.files is not None:
+        from orchestrator.export.writer import write_files
+
+        fleet_name = next(iter(result.plans.values())).fleet
+        directory = write_files(result.files, output if output != "-" else f"{fleet_name}-{kind}")
+        if as_json:
+            click.echo(_json({**result.to_dict(), "directory": str(directory)}))
+        else:
+            click.echo(f"{directory}: {len(result.files)} {kind} file(s) for fleet {fleet_name!r}; open "
+                       f"{directory / next(iter(result.files))}", err=True)
+        return
     if as_json:
         click.echo(_json(result.to_dict()))
         return

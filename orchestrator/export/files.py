@@ -14,7 +14,8 @@ from orchestrator.hostmodel import HostSnapshot
 from orchestrator.plan.model import Finding, Plan
 from orchestrator.export.common import ImageInfo
 
-KINDS = ("compose", "swarm", "k8s")
+KINDS = ("compose", "swarm", "k8s", "bob", "pydm")
+DISPLAY_KINDS = ("bob", "pydm")
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,14 @@ class Exported:
     text: str
     plans: dict[str, Plan]
     findings: tuple[Finding, ...]
+    files: dict[str, str] | None = None  # display kinds: {file name: text} of a directory
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "plans": {h: p.to_dict() for h, p in self.plans.items()},
+        data = {"kind": self.kind, "plans": {h: p.to_dict() for h, p in self.plans.items()},
                 "findings": [f.to_dict() for f in self.findings]}
+        if self.files is not None:
+            data["files"] = sorted(self.files)
+        return data
 
 
 def export_file(kind: str, path: str | Path, *, strategy: str | None = None, interface: str | None = None,
@@ -65,6 +70,12 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     info = images or ImageInfo.from_images()
     local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
     findings = tuple(conflicts.check(local, snapshot)) if local is not None else ()
+    if kind in DISPLAY_KINDS:
+        from orchestrator.export.bob import bob_files
+        from orchestrator.export.pydm import pydm_files
+
+        files = bob_files(plans) if kind == "bob" else pydm_files(plans)
+        return Exported(kind, "", plans, findings, files)
     if kind == "k8s":
         text = manifests_yaml(plans, fleet, info, repeater, namespace, flavor=flavor, stopped=stopped)
         return Exported(kind, text, plans, findings)

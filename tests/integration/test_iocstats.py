@@ -100,6 +100,18 @@ def test_iocstats_pvs_of_both_runtimes_read_over_ca_with_pyepics(tmp_path, state
     assert values["IST:CP:CA_CLNT_CNT"][2] >= 1  # this pyepics client, counted by the caproto IOC
     assert values["IST:NM:HEARTBEAT"][0] == "time_long" and values["IST:NM:UPTIME"][0] == "time_double"
 
+    # every PV the Phoebus screens name answers (export bob names every PV of the fleet)
+    import xml.etree.ElementTree as ET
+
+    from cli_run import iocfleet, pyepics_read
+
+    screens = tmp_path / "screens"
+    iocfleet("export", "bob", str(path), "-o", str(screens), state=state, check=True)
+    named = {w.findtext("pv_name") for f in screens.glob("*.bob") for w in ET.parse(f).iter("widget")} - {None}
+    assert len(named) == 3 + 41 * 3 + 20 + 2
+    unread = [n for n, v in pyepics_read(sorted(named), env).items() if v is None]
+    assert not unread, unread
+
     status = iocfleet_json("status", fleet, "--backend", backend, state=state)
     assert {i["name"] for i in status["iocs"] if i["role"] == "ioc"} == {"cp", "si", "named"}
     if backend == "docker":
