@@ -248,6 +248,57 @@ def restart(fleet, ioc, backend) -> None:
 
 
 @cli.command()
+@click.argument("fleet")
+@click.argument("ioc")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
+def attach(fleet, ioc, backend) -> None:
+    """Attach this terminal to a softioc IOC's shell (iocsh); detach with Ctrl-P Ctrl-Q or Ctrl-] (the IOC keeps running)."""
+    from orchestrator.run.backends import select
+    from orchestrator.run.console import attach as join, open_console
+    from orchestrator.run.lifecycle import find
+
+    chosen = select(backend)
+    instance = find(chosen, _fleet_name(fleet, None), ioc)
+    sock = open_console(chosen, instance)
+    click.echo(f"attached to {instance.name} ({chosen.name}); detach with Ctrl-P Ctrl-Q or Ctrl-]", err=True)
+    try:
+        why = join(sock)
+    finally:
+        sock.close()
+    click.echo(f"\r\n{why}: {instance.name} keeps running", err=True)
+
+
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("fleet")
+@click.argument("ioc")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True,
+              help="Seconds to wait for the command to finish.")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
+@click.option("--json", "as_json", is_flag=True, help="Print {fleet, ioc, command, output, status} as JSON.")
+def exec_(fleet, ioc, command, timeout, backend, as_json) -> None:
+    """Run one iocsh command in a softioc IOC (`iocfleet exec FLEET IOC -- dbpr PV 2`); exit 1 if iocsh fails."""
+    from orchestrator.run.backends import select
+    from orchestrator.run.console import command_line, exec_command, exit_status, open_console
+    from orchestrator.run.lifecycle import find
+
+    line = command_line(command)
+    chosen = select(backend)
+    instance = find(chosen, _fleet_name(fleet, None), ioc)
+    sock = open_console(chosen, instance)
+    try:
+        output, status = exec_command(sock, line, timeout)
+    finally:
+        sock.close()
+    if as_json:
+        click.echo(_json({"fleet": instance.fleet, "ioc": instance.name, "command": line, "output": output,
+                          "status": status}))
+    elif output:
+        click.echo(output)
+    sys.exit(exit_status(status))
+
+
+@cli.command()
 @click.argument("fleet", required=False)
 @click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).")
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)

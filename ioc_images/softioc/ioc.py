@@ -1,8 +1,9 @@
 """Serve the PVs of one iocfleet IOC with pythonSoftIOC (EPICS base's rsrv CA server).
 
 Reads the IOC from IOCFLEET_IOC / IOCFLEET_IOC_FILE (see docs/images.md). Network settings are the
-standard EPICS_* variables, read by EPICS base itself. Runs without an IOC shell (containers have no
-TTY) and without the pvAccess server, whose automatic beacons would go to every interface.
+standard EPICS_* variables, read by EPICS base itself. With a terminal on stdin it serves the iocsh
+console (iocfleet_ioc/console.py: `iocfleet attach` / `exec`); runs without the pvAccess server, whose
+automatic beacons would go to every interface.
 """
 
 from __future__ import annotations
@@ -98,6 +99,19 @@ def main() -> None:
 
     asyncio.run_coroutine_threadsafe(run_updates(spec, write), dispatcher.loop)
     print(report.serving_line(RUNTIME, spec, _wait_for_listener(READY_TIMEOUT_S), os.environ), flush=True)
+    serve_console_or_wait(softioc, spec)
+
+
+def serve_console_or_wait(softioc, spec: IocSpec) -> None:
+    """With a terminal on stdin (docker tty, the supervisor's pty): the iocsh console until SIGTERM;
+    without one: wait for SIGTERM/SIGINT, as before."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        from iocfleet_ioc import console
+
+        try:
+            console.serve(console.iocsh_runner(), os.environ.get("IOCSH_PS1") or f"{spec.name} > ")
+        except SystemExit:
+            softioc.safeEpicsExit(0)
     softioc.non_interactive_ioc()
 
 

@@ -17,7 +17,7 @@ from orchestrator.run.backends import LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
     "tmpfs", "cap_drop", "security_opt", "restart_policy", "mem_limit", "pids_limit", "init", "stop_signal",
-    "healthcheck",
+    "healthcheck", "tty", "stdin_open",
 })
 ON_FAILURE_RETRIES = 5
 
@@ -84,6 +84,10 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     check = healthcheck(ioc)
     if check:
         kwargs["healthcheck"] = check
+    if ioc.runtime == "softioc":
+        # the IOC shell console (`iocfleet attach`/`exec`, `docker attach`): a TTY and an open stdin
+        kwargs["tty"] = True
+        kwargs["stdin_open"] = True
     unknown = set(kwargs) - ALLOWED_RUN_KEYS
     if unknown:  # a programming error, never user input: user input only fills values
         raise AssertionError(f"run_kwargs produced keys outside the allow-list: {sorted(unknown)}")
@@ -256,6 +260,21 @@ class DockerBackend:
         container.restart(timeout=5)
         container.reload()
         return self._instance(container)
+
+    @_engine_call
+    def console(self, instance: Instance):
+        """A socket attached to the container's TTY (the engine's attach: stdin, stdout, stream); the
+        container must have been started with a TTY and open stdin (softioc IOCs are)."""
+        container = self.client.containers.get(instance.container)
+        config = container.attrs.get("Config", {})
+        if not (config.get("Tty") and config.get("OpenStdin")):
+            from orchestrator.errors import UsageError
+
+            raise UsageError(f"container of {instance.name!r} has no TTY and open stdin", "docker",
+                             "recreate it with this iocfleet: `iocfleet up FLEET` after `iocfleet down FLEET`")
+        sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                                   "stream": 1})
+        return getattr(sock, "_sock", sock)
 
     @_engine_call
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:
