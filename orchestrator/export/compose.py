@@ -91,6 +91,9 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, restarts: Mapping[
     probe = health_argv(ioc)
     if probe:
         service["healthcheck"] = {"test": ["CMD", *probe], **HEALTH_TIMING}
+    if ioc.runtime == "softioc":  # the iocsh console, as `iocfleet up` starts it: `docker attach` reaches it
+        service["stdin_open"] = True
+        service["tty"] = True
     service["stop_grace_period"] = "10s"
     return service
 

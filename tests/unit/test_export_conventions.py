@@ -52,6 +52,13 @@ def test_compose_has_a_project_name_and_a_profile_per_ioc_and_passes_the_compose
         validate(bad)
 
 
+def test_softioc_services_get_the_console_tty_like_up():
+    services = compose_dict(plan(), FLEET, INFO)["services"]
+    assert services["det-1"]["tty"] is True and services["det-1"]["stdin_open"] is True
+    assert "tty" not in services["motor"]
+    assert stack_dict(plan(), FLEET, INFO)["services"]["det-2"]["tty"] is True
+
+
 def test_compose_v1_leaves_out_name_which_docker_compose_1_refuses():
     doc = compose_dict(plan(), FLEET, INFO, v1=True)
     assert "name" not in doc and "profiles" in doc["services"]["motor"]
