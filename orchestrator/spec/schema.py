@@ -56,6 +56,10 @@ def fleet_schema() -> dict:
                            "pids": {"type": "integer", "minimum": 16, "maximum": 65536}}),
         "restart": {"enum": list(spec.RESTART_POLICIES), "default": "on-failure"},
         "host": {"type": "string"},
+        "iocstats": {"oneOf": [{"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_\-:\[\]<>;.{}]*[^:]$"},
+                               {"const": False}],
+                     "description": "iocStats IOC name (NAME:HEARTBEAT, NAME:UPTIME, ...); default: the prefix "
+                                    "without its trailing ':'; false: no iocStats PVs"},
     }, ("name", "prefix"), "one IOC (or a set of replicas)")
     network = _closed({
         "interface": {"type": "string", "default": "auto", "maxLength": 15},

@@ -146,3 +146,20 @@ def test_the_ioc_program_parses_the_iocstats_name_and_keeps_legacy_pvs_it_does_n
     other = ioc_from_dict({"name": "a", "prefix": "A:", "pvs": [], "iocstats": "A-IOC"})
     assert other.legacy_pvs() == ("HEARTBEAT", "UPTIME")
     assert ioc_from_dict({"name": "a", "prefix": "A:", "pvs": []}).pv_names() == ["A:HEARTBEAT", "A:UPTIME"]
+
+
+@pytest.mark.parametrize("value,ok", [("BL1-IOC-01", True), (False, True), ("R-{i}", True), ("A:", False),
+                                      (True, False), ("", False)])
+def test_the_json_schema_agrees_with_the_validator_on_iocstats(value, ok):
+    import jsonschema
+
+    from orchestrator.spec.schema import fleet_schema
+
+    data = {"fleet": "f", "iocs": [{"name": "a", "prefix": "A:", "iocstats": value}]}
+    valid = jsonschema.Draft202012Validator(fleet_schema()).is_valid(data)
+    try:
+        spec.from_dict(data)
+        accepted = True
+    except SpecError:
+        accepted = False
+    assert valid == accepted == ok
