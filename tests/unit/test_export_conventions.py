@@ -115,3 +115,24 @@ def test_ec_flavor_refuses_unknown_names_and_flavors():
         manifests({"vm": plan()}, FLEET, INFO, flavor="ec", stopped=("nope",))
     with pytest.raises(UsageError, match="helm"):
         manifests({"vm": plan()}, FLEET, INFO, flavor="helm")
+
+
+def test_the_cli_exports_ec_statefulsets_that_validate(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump({"fleet": "ecx", "network": {"interface": "lo", "base_port": 29650}, "iocs": [
+        {"name": "a", "runtime": "softioc", "prefix": "ECX:A:"}, {"name": "b", "runtime": "caproto", "prefix": "ECX:B:"}]}))
+    result = CliRunner().invoke(cli, ["export", "k8s", str(path), "--flavor", "ec", "--stopped", "b", "--node", "n1"])
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [d["kind"] for d in docs].count("StatefulSet") == 2
+    for doc in docs:
+        kv.validate(doc, K8S_VERSION, strict=True)
+    assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs if d["kind"] == "StatefulSet"} == {
+        "ecx-a": 1, "ecx-b": 0}
+    bad = CliRunner().invoke(cli, ["export", "k8s", str(path), "--flavor", "ec", "--stopped", "zz", "--node", "n1"])
+    assert bad.exit_code == 2 and "zz" in bad.output
