@@ -122,7 +122,7 @@ def diff_text(result) -> str:
 def status_text(fleet: str, backend: str, instances) -> str:
     if not instances:
         return f"fleet {fleet}: nothing running on {backend}"
-    rows = [(i.name, i.role, i.runtime, i.state, i.exit_code, i.restarts, i.tcp_port, i.pid,
+    rows = [(i.name, i.role, i.runtime, i.state, i.health, i.exit_code, i.restarts, i.tcp_port, i.pid,
              (i.container or "")[:12]) for i in instances]
     return f"fleet {fleet} on {backend}:\n" + table(
-        ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container"), rows)
+        ("name", "role", "runtime", "state", "health", "exit code", "restarts", "tcp port", "pid", "container"), rows)

@@ -117,3 +117,5 @@ def test_iocstats_pvs_of_both_runtimes_read_over_ca_with_pyepics(tmp_path, state
     if backend == "docker":
         health = wait_healthy(fleet)
         assert health == {"cp": "healthy", "si": "healthy", "named": "healthy"}, health
+        shown = iocfleet_json("status", fleet, "--backend", backend, state=state)["iocs"]
+        assert {i["name"]: i["health"] for i in shown if i["role"] == "ioc"} == health

@@ -185,7 +185,8 @@ class DockerBackend:
                         role=labels.get(LABEL_ROLE, "ioc"), runtime=labels.get(LABEL_RUNTIME, "image"),
                         state=status, plan_hash=labels.get(LABEL_PLAN, ""), exit_code=exit_code,
                         restarts=container.attrs.get("RestartCount", 0), container=container.id,
-                        pid=pid, tcp_port=_listening_port(pid) if details else None)
+                        pid=pid, tcp_port=_listening_port(pid) if details else None,
+                        health=(state.get("Health") or {}).get("Status"))
 
     @_engine_call
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
