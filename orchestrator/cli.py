@@ -30,9 +30,12 @@ class _Group(click.Group):
             _fail(exc)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            click.echo("iocfleet: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from orchestrator.errors import EXIT_SIGINT, Terminated
+
+            terminated = isinstance(exc, Terminated)
+            click.echo(f"iocfleet: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+            sys.exit(exc.exit_code if terminated else EXIT_SIGINT)
         except Exception as exc:  # noqa: BLE001 - the CLI root is where unexpected errors become exit 70
             click.echo(f"iocfleet: internal error: {type(exc).__name__}: {exc} — please report it", err=True)
             sys.exit(EXIT_INTERNAL)
@@ -73,6 +76,9 @@ def _json(data) -> str:
 
     return to_json(data)
 
+
+_BACKEND = click.Choice(["auto", "docker", "process"])
+BACKEND_ENV = "IOCFLEET_BACKEND"  # the pytest plugin's --iocfleet-backend reads the same variable
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys) instead of a table.")
@@ -137,18 +143,23 @@ def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool,
 
 @cli.command()
 @_plan_options
-def env(fleet: str, strategy: str | None, interface: str | None) -> None:
-    """Print `export EPICS_CA_...` lines that let a client shell reach every IOC of the fleet."""
+@click.option("--format", "fmt", type=click.Choice(["shell", "dotenv", "json", "phoebus"]), default="shell",
+              show_default=True, help="shell: export lines to eval; dotenv: NAME=value (--env-file); "
+                                      "json: an object; phoebus: a settings.ini (org.phoebus.pv.ca/...).")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def env(fleet: str, strategy: str | None, interface: str | None, fmt: str, as_json: bool) -> None:
+    """Print the client settings that reach every IOC of the fleet (`eval "$(iocfleet env FLEET)"`)."""
+    from orchestrator.ca.formats import render
     from orchestrator.plan.onhost import plan_file
-    from orchestrator.render import export_lines
 
-    click.echo(export_lines(plan_file(fleet, strategy, interface).plan.client_env_dict()))
+    planned = plan_file(fleet, strategy, interface).plan
+    click.echo(render(planned.client_env_dict(), "json" if as_json else fmt, planned.fleet))
 
 
 @cli.command()
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
-@click.option("--backend", type=click.Choice(["auto", "docker", "process"]), default="auto", show_default=True,
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="Where `up` would run the IOCs: decides their uid for the port-sharing checks (R2).")
 def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool, backend: str) -> None:
     """Check a fleet's plan against the rules, this host and the other fleets on it; exit 1 on any error."""
@@ -165,7 +176,6 @@ def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool
     planned.raise_for_errors()
 
 
-_BACKEND = click.Choice(["auto", "docker", "process"])
 
 
 def _finite(value: float, name: str) -> float:
@@ -177,7 +187,7 @@ def _finite(value: float, name: str) -> float:
 
 @cli.command()
 @_plan_options
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="docker: containers with host networking; process: local processes; auto: docker if it answers.")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=60, show_default=True,
               callback=lambda ctx, param, value: _finite(value, "--timeout"),
@@ -209,7 +219,7 @@ def _fleet_name(fleet: str | None, fleet_name: str | None) -> str:
 @cli.command()
 @click.argument("fleet", required=False, shell_complete=_complete_fleet)
 @click.option("--fleet-name", help="The fleet's name, when the file is gone or changed.", shell_complete=_complete_fleet_name)
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(fleet, fleet_name, backend, as_json) -> None:
     """Show every IOC of a fleet: state, exit code, restarts, TCP port."""
@@ -238,7 +248,7 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 @click.argument("ioc", shell_complete=_complete_ioc)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--tail", type=click.IntRange(1), default=None, help="Only the last N lines.")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 def logs(fleet, ioc, follow, tail, backend) -> None:
     """Print an IOC's log (FLEET is the fleet file or its name)."""
     from orchestrator.run.backends import select
@@ -256,7 +266,7 @@ def logs(fleet, ioc, follow, tail, backend) -> None:
 @cli.command()
 @click.argument("fleet", shell_complete=_complete_fleet)
 @click.argument("ioc", shell_complete=_complete_ioc)
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 def restart(fleet, ioc, backend) -> None:
     """Restart one IOC of a running fleet."""
     from orchestrator.run.backends import select
@@ -271,10 +281,61 @@ def restart(fleet, ioc, backend) -> None:
 
 
 @cli.command()
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
+def attach(fleet, ioc, backend) -> None:
+    """Attach this terminal to a softioc IOC's shell (iocsh); detach with Ctrl-P Ctrl-Q or Ctrl-] (the IOC keeps running)."""
+    from orchestrator.run.backends import select
+    from orchestrator.run.console import attach as join, open_console
+    from orchestrator.run.lifecycle import find
+
+    chosen = select(backend)
+    instance = find(chosen, _fleet_name(fleet, None), ioc)
+    sock = open_console(chosen, instance)
+    click.echo(f"attached to {instance.name} ({chosen.name}); detach with Ctrl-P Ctrl-Q or Ctrl-]", err=True)
+    try:
+        why = join(sock)
+    finally:
+        sock.close()
+    click.echo(f"\r\n{why}: {instance.name} keeps running", err=True)
+
+
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("fleet", shell_complete=_complete_fleet)
+@click.argument("ioc", shell_complete=_complete_ioc)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True,
+              help="Seconds to wait for the command to finish.")
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
+@click.option("--json", "as_json", is_flag=True, help="Print {fleet, ioc, command, output, status} as JSON.")
+def exec_(fleet, ioc, command, timeout, backend, as_json) -> None:
+    """Run one iocsh command in a softioc IOC (`iocfleet exec FLEET IOC -- dbpr PV 2`); exit 1 if iocsh fails."""
+    from orchestrator.run.backends import select
+    from orchestrator.run.console import command_line, exec_command, exit_status, open_console
+    from orchestrator.run.lifecycle import find
+
+    line = command_line(command)
+    chosen = select(backend)
+    instance = find(chosen, _fleet_name(fleet, None), ioc)
+    sock = open_console(chosen, instance)
+    try:
+        output, status = exec_command(sock, line, timeout)
+    finally:
+        sock.close()
+    if as_json:
+        click.echo(_json({"fleet": instance.fleet, "ioc": instance.name, "command": line, "output": output,
+                          "status": status}))
+    elif output:
+        click.echo(output)
+    sys.exit(exit_status(status))
+
+
+@cli.command()
 @click.argument("fleet", required=False, shell_complete=_complete_fleet)
 @click.option("--fleet-name", help="Remove the fleet of this name (when the file is gone or changed).",
               shell_complete=_complete_fleet_name)
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True)
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def down(fleet, fleet_name, backend, as_json) -> None:
     """Remove every IOC of the fleet, found by label/state, even if the fleet file changed or is gone."""
@@ -302,7 +363,7 @@ def down(fleet, fleet_name, backend, as_json) -> None:
 @click.option("--timeout", type=float, default=0.5, show_default=True, help="Seconds to collect replies.")
 @click.option("--probe-auto", is_flag=True,
               help="With EPICS_CA_AUTO_ADDR_LIST=YES also search every interface broadcast.")
-@click.option("--backend", type=_BACKEND, default="auto", show_default=True,
+@click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="Where the fleet's IOCs run (with --fleet).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")
 def doctor(fleet, addr_list, auto_addr_list, names, repeat, timeout, probe_auto, backend, as_json) -> None:
@@ -354,24 +415,43 @@ def images_build(runtimes, base_image, offline, wheelhouse, mirror, rebuild, as_
 
 
 @cli.command("export")
-@click.argument("kind", type=click.Choice(["compose", "swarm", "k8s"]))
+@click.argument("kind", type=click.Choice(["compose", "swarm", "k8s", "bob", "pydm"]))
 @click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
-              show_default=True, help="Write the file here (- for stdout).")
+@click.option("-o", "--output", type=click.Path(writable=True, allow_dash=True), default="-",
+              show_default=True, help="Write the file here (- for stdout); bob/pydm: a directory "
+                                      "(default FLEET-bob / FLEET-pydm).")
 @click.option("--interface", help="Interface to serve on here (overrides network.interface).")
 @click.option("--strategy", type=_STRATEGY, help="Override network.strategy.")
 @click.option("--host", "host_name", help="compose/swarm: the host of a multi-host fleet to export.")
 @click.option("--node", help="This machine's node name (swarm placement, k8s nodeSelector); default: hostname.")
 @click.option("--namespace", help="k8s: the namespace of every manifest.")
 @click.option("--no-repeater", is_flag=True, help="Leave the CA repeater (UDP 5065) to the host (R12).")
+@click.option("--flavor", type=click.Choice(["plain", "ec"]), default="plain", show_default=True,
+              help="k8s: plain = a Deployment per IOC; ec = StatefulSets like epics-containers' ioc-instance chart.")
+@click.option("--stopped", "stopped", multiple=True, metavar="IOC",
+              help="k8s --flavor ec: this IOC gets replicas 0 (repeatable).")
+@click.option("--compose-v1", is_flag=True, help="compose: leave out `name:` (docker-compose 1.x refuses it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plans and findings as JSON instead.")
-def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, as_json):
+def export(kind, fleet, output, interface, strategy, host_name, node, namespace, no_repeater, flavor, stopped,
+           compose_v1, as_json):
     """Export a fleet as a compose file, a swarm stack or Kubernetes manifests (docs/export.md)."""
     from orchestrator.export import export_file
     from orchestrator.render import findings_text
 
     result = export_file(kind, fleet, strategy=strategy, interface=interface, host=host_name, node=node,
-                         namespace=namespace, repeater=not no_repeater)
+                         namespace=namespace, repeater=not no_repeater, flavor=flavor, stopped=tuple(stopped),
+                         compose_v1=compose_v1)
+    if result.files is not None:
+        from orchestrator.export.writer import write_files
+
+        fleet_name = next(iter(result.plans.values())).fleet
+        directory = write_files(result.files, output if output != "-" else f"{fleet_name}-{kind}")
+        if as_json:
+            click.echo(_json({**result.to_dict(), "directory": str(directory)}))
+        else:
+            click.echo(f"{directory}: {len(result.files)} {kind} file(s) for fleet {fleet_name!r}; open "
+                       f"{directory / next(iter(result.files))}", err=True)
+        return
     if as_json:
         click.echo(_json(result.to_dict()))
         return

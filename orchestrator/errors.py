@@ -14,6 +14,8 @@ EXIT_REFUSED = 3
 EXIT_BACKEND = 4
 EXIT_TIMEOUT = 5
 EXIT_INTERNAL = 70
+EXIT_SIGINT = 130  # 128 + SIGINT (2), the shell's convention
+EXIT_SIGTERM = 143  # 128 + SIGTERM (15)
 
 
 class IocfleetError(Exception):
@@ -77,6 +79,12 @@ class BackendUnavailable(IocfleetError):
 
 class ReadinessTimeout(IocfleetError):
     exit_code = EXIT_TIMEOUT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt (so `up` rolls back as on Ctrl-C); the CLI exits 143, not 130."""
+
+    exit_code = EXIT_SIGTERM
 
 
 class ReachIncomplete(ReadinessTimeout):

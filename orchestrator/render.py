@@ -122,9 +122,9 @@ def diff_text(result) -> str:
 def status_text(fleet: str, backend: str, instances, ready: dict | None = None) -> str:
     if not instances:
         return f"fleet {fleet}: nothing running on {backend}"
-    rows = [(i.name, i.role, i.runtime, i.state, i.exit_code, i.restarts, i.tcp_port, i.pid,
+    rows = [(i.name, i.role, i.runtime, i.state, i.health, i.exit_code, i.restarts, i.tcp_port, i.pid,
              (i.container or "")[:12]) for i in instances]
-    columns = ("name", "role", "runtime", "state", "exit code", "restarts", "tcp port", "pid", "container")
+    columns = ("name", "role", "runtime", "state", "health", "exit code", "restarts", "tcp port", "pid", "container")
     if ready:  # the fleet file was given: how each IOC is ready right now
         rows = [(*row, ready.get(i.name, {}).get("ready_by", "")) for row, i in zip(rows, instances)]
         columns += ("ready by",)

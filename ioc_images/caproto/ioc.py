@@ -20,12 +20,12 @@ import os  # noqa: E402
 import signal  # noqa: E402
 
 import numpy as np  # noqa: E402
-from caproto import (AccessRights, ChannelData, ChannelDouble, ChannelEnum,  # noqa: E402
-                     ChannelInteger, ChannelString)
+from caproto import (AccessRights, ChannelChar, ChannelData, ChannelDouble,  # noqa: E402
+                     ChannelEnum, ChannelInteger, ChannelString)
 from caproto.asyncio.server import Context  # noqa: E402
 
-from iocfleet_ioc import report  # noqa: E402
-from iocfleet_ioc.spec import IocSpec, PvSpec  # noqa: E402
+from iocfleet_ioc import iocstats, report  # noqa: E402
+from iocfleet_ioc.spec import STANDARD_PVS, IocSpec, PvSpec  # noqa: E402
 from iocfleet_ioc.updates import run_updates  # noqa: E402
 
 RUNTIME = "caproto"
@@ -79,11 +79,59 @@ def make_channel(pv: PvSpec) -> ChannelData:
 
 
 def build_pvdb(spec: IocSpec) -> dict[str, ChannelData]:
-    """Every channel of the IOC, standard PVs included, keyed by full PV name."""
+    """Every channel of the IOC, standard and iocStats PVs included, keyed by full PV name."""
     pvdb = {spec.full_name(pv.name): make_channel(pv) for pv in spec.pvs}
-    pvdb[spec.full_name("HEARTBEAT")] = _read_only(ChannelInteger)(value=0)
-    pvdb[spec.full_name("UPTIME")] = _read_only(ChannelDouble)(value=0.0, precision=1, units="s")
+    legacy = spec.legacy_pvs()
+    if "HEARTBEAT" in legacy:
+        pvdb[spec.full_name("HEARTBEAT")] = _read_only(ChannelInteger)(value=0)
+    if "UPTIME" in legacy:
+        pvdb[spec.full_name("UPTIME")] = _read_only(ChannelDouble)(value=0.0, precision=1, units="s")
+    if spec.iocstats:
+        pvdb.update(stats_channels(spec.iocstats))
     return pvdb
+
+
+def stats_channel(suffix: str, record: str, ca_type: str, units: str, count: int) -> ChannelData:
+    """One iocStats channel with devIocStats' CA type (iocfleet_ioc/iocstats.py holds the table)."""
+    writable = suffix in iocstats.WRITABLE
+    if ca_type == "ENUM":
+        cls = ChannelEnum if writable else _read_only(ChannelEnum)
+        return cls(value=iocstats.ACCESS_STATES[0], enum_strings=list(iocstats.ACCESS_STATES),
+                   reported_record_type=record)
+    if ca_type == "STRING":
+        return _read_only(ChannelString)(value="", reported_record_type=record)
+    if ca_type == "CHAR":
+        return _read_only(ChannelChar)(value="", max_length=count, reported_record_type=record)
+    cls = ChannelDouble if writable else _read_only(ChannelDouble)
+    return cls(value=0.0, units=units, precision=1 if units == "%" else 0, reported_record_type=record)
+
+
+def stats_channels(name: str) -> dict[str, ChannelData]:
+    return {f"{name}:{row[0]}": stats_channel(*row) for row in iocstats.STATS}
+
+
+async def run_stats(spec: IocSpec, pvdb: dict[str, ChannelData], ctx) -> None:
+    """Fill the iocStats channels: static values once, then every second (until cancelled)."""
+    import caproto
+
+    sampler = iocstats.Sampler(f"caproto {caproto.__version__}", len(pvdb))
+
+    async def put(values: dict) -> None:
+        for suffix, value in values.items():
+            channel = pvdb[f"{spec.iocstats}:{suffix}"]
+            if channel.value != value:
+                await channel.write(value, verify_value=False)
+
+    await put({k: v for k, v in sampler.static().items() if k != "ACCESS"})
+    heartbeat = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        circuits = list(getattr(ctx, "circuits", ()))
+        connections = sum(len(getattr(c.circuit, "channels", {})) for c in circuits)
+        await put(sampler.periodic(heartbeat, len(circuits), connections))
+        heartbeat = heartbeat + 1 if heartbeat < 2**31 - 1 else 1
+        await asyncio.sleep(max(0.0, start + heartbeat - loop.time()))
 
 
 async def serve(spec: IocSpec) -> None:
@@ -91,14 +139,21 @@ async def serve(spec: IocSpec) -> None:
     pvdb = build_pvdb(spec)
     enums = {pv.name: pv.enum_strings for pv in spec.pvs if pv.type == "enum"}
 
+    replaced = set(STANDARD_PVS) - set(spec.legacy_pvs())  # served by iocStats instead
+
     async def write(name: str, value) -> None:
+        if name in replaced:
+            return
         if name in enums:
             value = enums[name][value]
         await pvdb[spec.full_name(name)].write(value, verify_value=False)
 
     async def startup(async_lib) -> None:
         print(report.serving_line(RUNTIME, spec, report.bound_sockets(), os.environ), flush=True)
-        await run_updates(spec, write)
+        if spec.iocstats:
+            await asyncio.gather(run_updates(spec, write), run_stats(spec, pvdb, ctx))
+        else:
+            await run_updates(spec, write)
 
     ctx = ListeningContext(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
     task = asyncio.ensure_future(ctx.run(startup_hook=startup))

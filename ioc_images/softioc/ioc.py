@@ -1,8 +1,9 @@
 """Serve the PVs of one iocfleet IOC with pythonSoftIOC (EPICS base's rsrv CA server).
 
 Reads the IOC from IOCFLEET_IOC / IOCFLEET_IOC_FILE (see docs/images.md). Network settings are the
-standard EPICS_* variables, read by EPICS base itself. Runs without an IOC shell (containers have no
-TTY) and without the pvAccess server, whose automatic beacons would go to every interface.
+standard EPICS_* variables, read by EPICS base itself. With a terminal on stdin it serves the iocsh
+console (iocfleet_ioc/console.py: `iocfleet attach` / `exec`); runs without the pvAccess server, whose
+automatic beacons would go to every interface.
 """
 
 from __future__ import annotations
@@ -53,9 +54,18 @@ def make_record(builder, pv: PvSpec, name: str):
 def build_records(builder, spec: IocSpec) -> dict:
     """Every record of the IOC, standard PVs included, keyed by the PV's short name."""
     records = {pv.name: make_record(builder, pv, spec.full_name(pv.name)) for pv in spec.pvs}
-    records["HEARTBEAT"] = builder.longIn(spec.full_name("HEARTBEAT"), initial_value=0)
-    records["UPTIME"] = builder.aIn(spec.full_name("UPTIME"), initial_value=0.0, PREC=1, EGU="s")
+    legacy = spec.legacy_pvs()  # where iocStats serves HEARTBEAT/UPTIME itself, no record of ours
+    if "HEARTBEAT" in legacy:
+        records["HEARTBEAT"] = builder.longIn(spec.full_name("HEARTBEAT"), initial_value=0)
+    if "UPTIME" in legacy:
+        records["UPTIME"] = builder.aIn(spec.full_name("UPTIME"), initial_value=0.0, PREC=1, EGU="s")
     return records
+
+
+def load_iocstats(softioc, spec: IocSpec) -> None:
+    """devIocStats' ioc.template under the IOC's iocStats name (pythonSoftIOC ships both); before iocInit."""
+    if spec.iocstats:
+        softioc.devIocStats(spec.iocstats)
 
 
 def _wait_for_listener(deadline_s: float) -> list[str]:
@@ -83,13 +93,28 @@ def main() -> None:
     from iocfleet_ioc.dbload import load_databases
 
     load_databases(softioc, os.environ)  # the fleet file's .db files (IOCFLEET_DB), before iocInit
+    load_iocstats(softioc, spec)
     softioc.iocInit(dispatcher, enable_pva=False)
 
     def write(name: str, value) -> None:
-        records[name].set(value)
+        if name in records:  # HEARTBEAT/UPTIME may be iocStats records, which update themselves
+            records[name].set(value)
 
     asyncio.run_coroutine_threadsafe(run_updates(spec, write), dispatcher.loop)
     print(report.serving_line(RUNTIME, spec, _wait_for_listener(READY_TIMEOUT_S), os.environ), flush=True)
+    serve_console_or_wait(softioc, spec)
+
+
+def serve_console_or_wait(softioc, spec: IocSpec) -> None:
+    """With a terminal on stdin (docker tty, the supervisor's pty): the iocsh console until SIGTERM;
+    without one: wait for SIGTERM/SIGINT, as before."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        from iocfleet_ioc import console
+
+        try:
+            console.serve(console.iocsh_runner(), os.environ.get("IOCSH_PS1") or f"{spec.name} > ")
+        except SystemExit:
+            softioc.safeEpicsExit(0)
     softioc.non_interactive_ioc()
 
 

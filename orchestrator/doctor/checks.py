@@ -166,9 +166,10 @@ def _entries(obs: Observation) -> list[Finding]:
             if e.host in obs.unresolved:
                 out.append(Finding(
                     "addr-list-unresolved", WARNING,
-                    f"EPICS_CA_ADDR_LIST entry {e.text} is a host name the doctor could not resolve from "
-                    "/etc/hosts (it does no DNS lookups), so it was not probed",
-                    f"put the IP address of {e.host} in the list, or add it to /etc/hosts", "R13", (e.text,)))
+                    f"EPICS_CA_ADDR_LIST entry {e.text} is a host name the system resolver (/etc/hosts, DNS) "
+                    "did not resolve, so it was not probed; libca drops such an entry too",
+                    f"put the IP address of {e.host} in the list, or fix its name (DNS or /etc/hosts)", "R13",
+                    (e.text,)))
             continue
         how, iface = route_of(e.host, obs.snapshot)
         if how == "none":

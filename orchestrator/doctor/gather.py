@@ -2,13 +2,16 @@
 
 `run(options, environ)` is the one function `iocfleet doctor` calls. It sends nothing but CA searches,
 and only to the addresses being diagnosed: the client's EPICS_CA_ADDR_LIST (or `--addr-list`, or the
-fleet plan's client list), plus interface broadcasts only with `--probe-auto`. It does no DNS lookups.
+fleet plan's client list), plus interface broadcasts only with `--probe-auto`. Host names in the list
+are resolved as libca resolves them (the system resolver: /etc/hosts, DNS), which may ask a DNS server.
 
 For use inside a network namespace (tests, or a host you entered with `ip netns exec`), the same
 options run as `python -m orchestrator.doctor ... [--json]`.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import socket
 import sys
@@ -137,12 +140,34 @@ def search(names, destinations, rounds: int, timeout: float, socket_factory,
                                 fixed_port=fixed_port, socket_budget=SOCKET_BUDGET)
 
 
-def resolve(settings: caenv.ClientSettings, hosts_file: Path = Path("/etc/hosts")) -> tuple[list, list]:
-    """(destinations, unresolved names): IPs as they are, host names from /etc/hosts only (no DNS)."""
-    table = _hosts_table(hosts_file)
+RESOLVE_TIMEOUT = 5.0  # seconds for all name lookups together; libca blocks on each, we do not hang
+
+
+def resolve(settings: caenv.ClientSettings, lookup: Callable[[str], str] | None = None,
+            timeout: float = RESOLVE_TIMEOUT) -> tuple[list, list]:
+    """(destinations, unresolved names): IPs as they are, host names resolved the way libca does.
+
+    libca (aToIPAddr -> hostToIPAddr) asks the C resolver for one IPv4 address of each name: whatever
+    nsswitch.conf says, so /etc/hosts, DNS and the rest; a name that does not resolve is dropped from the
+    list. `lookup(name) -> ip` does the same here (default: the system resolver, IPv4); lookups run in
+    parallel and a name not answered within `timeout` counts as unresolved.
+    """
+    from concurrent.futures import wait
+
+    lookup = lookup or system_lookup
+    names = list(dict.fromkeys(e.host for e in settings.entries if not e.is_ip))
+    found: dict[str, str] = {}
+    if names:
+        pool = ThreadPoolExecutor(max_workers=min(8, len(names)))
+        futures = {name: pool.submit(lookup, name) for name in names}
+        wait(futures.values(), timeout=timeout)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for name, future in futures.items():
+            if future.done() and future.exception() is None and caenv.host_is_ip(future.result() or ""):
+                found[name] = future.result()
     out, unresolved = [], []
     for e in settings.entries:
-        ip = e.host if e.is_ip else table.get(e.host.lower())
+        ip = e.host if e.is_ip else found.get(e.host)
         if ip is None:
             unresolved.append(e.host)
         else:
@@ -150,18 +175,11 @@ def resolve(settings: caenv.ClientSettings, hosts_file: Path = Path("/etc/hosts"
     return out, unresolved
 
 
-def _hosts_table(path: Path) -> dict[str, str]:
-    table: dict[str, str] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return table
-    for line in lines:
-        words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and caenv.host_is_ip(words[0]):
-            for name in words[1:]:
-                table.setdefault(name.lower(), words[0])
-    return table
+def system_lookup(name: str) -> str:
+    """The first IPv4 address the system resolver (NSS: /etc/hosts, DNS, ...) gives for `name`, as libca's
+    gethostbyname does."""
+    infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_DGRAM)
+    return infos[0][4][0]
 
 
 def _process(pid: int) -> doctor.Process | None:

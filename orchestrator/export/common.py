@@ -21,19 +21,20 @@ from orchestrator.plan.model import Plan, PlannedIOC
 __all__ = ["LABEL_FLEET", "LABEL_HOST", "LABEL_IOC", "LABEL_PLAN", "LABEL_ROLE", "LABEL_RUNTIME", "plan_hash",
            "ImageInfo", "CAPROTO_HEALTH", "LIBCA_HEALTH", "REPEATER_ARGV"]
 
-# Health checks read `<prefix>HEARTBEAT` over CA from inside the IOC's container, with the container's
-# own (planned) EPICS_CA_* settings. No `$` anywhere: compose and swarm would interpolate it.
+# Health checks read the IOC's liveness PV (iocStats `NAME:UPTIME`, else the old `<prefix>UPTIME`) over CA
+# from inside the IOC's container, with the container's own (planned) EPICS_CA_* settings, as a string
+# (any PV reads as DBR_STRING). No `$` anywhere: compose and swarm would interpolate it.
 # caproto: its sync client; repeater=False so a health check never spawns a repeater (R12). It names
 # the client with getpass.getuser(), which fails for a UID without a passwd entry (IOC_UID): set USER.
 CAPROTO_HEALTH = ("import os, sys; os.environ.setdefault('USER', 'iocfleet'); "
                   "from caproto.sync.client import read; read(sys.argv[1], timeout=3, repeater=False)")
-# softioc: libca from epicscorelibs (the image has no caproto); 1 is ECA_NORMAL, 5 is DBR_LONG.
+# softioc: libca from epicscorelibs (the image has no caproto); 1 is ECA_NORMAL, 0 is DBR_STRING.
 LIBCA_HEALTH = (
     "import ctypes, sys; from epicscorelibs.path import get_lib; ca = ctypes.CDLL(get_lib('ca')); "
-    "ca.ca_pend_io.argtypes = [ctypes.c_double]; chid = ctypes.c_void_p(); value = ctypes.c_long(); "
+    "ca.ca_pend_io.argtypes = [ctypes.c_double]; chid = ctypes.c_void_p(); value = ctypes.create_string_buffer(40); "
     "ok = ca.ca_context_create(0) == 1 "
     "and ca.ca_create_channel(sys.argv[1].encode(), None, None, 0, ctypes.byref(chid)) == 1 "
-    "and ca.ca_pend_io(3.0) == 1 and ca.ca_array_get(5, 1, chid, ctypes.byref(value)) == 1 "
+    "and ca.ca_pend_io(3.0) == 1 and ca.ca_array_get(0, 1, chid, value) == 1 "
     "and ca.ca_pend_io(3.0) == 1; sys.exit(0 if ok else 1)"
 )
 HEALTH_SNIPPETS = {"caproto": CAPROTO_HEALTH, "softioc": LIBCA_HEALTH}
@@ -107,11 +108,16 @@ def user_of(ioc: PlannedIOC, info: ImageInfo) -> str:
 
 
 def health_argv(ioc: PlannedIOC) -> list[str] | None:
-    """The command that exits 0 when the IOC answers a CA read of its HEARTBEAT; None for `image` IOCs."""
+    """The command that exits 0 when the IOC answers a CA read of its liveness PV (iocStats UPTIME);
+    None for `image` IOCs (their image may have neither python3 nor a CA client)."""
     snippet = HEALTH_SNIPPETS.get(ioc.runtime)
     if snippet is None or not ioc.builtin:  # only iocfleet's own programs serve HEARTBEAT
         return None
-    return ["python3", "-c", snippet, ioc.prefix + "HEARTBEAT"]
+    return ["python3", "-c", snippet, ioc.liveness_pv]
+
+
+# Timing shared by the docker backend's healthcheck, compose/swarm healthchecks and Kubernetes probes.
+HEALTH_INTERVAL_S, HEALTH_TIMEOUT_S, HEALTH_RETRIES, HEALTH_START_S = 10, 5, 3, 15
 
 
 def labels_of(plan: Plan, ioc: PlannedIOC, digest: str, host: str | None = None) -> dict[str, str]:

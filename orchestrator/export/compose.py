@@ -10,15 +10,22 @@ from orchestrator.plan import identity
 from orchestrator.plan.model import Plan, PlannedIOC
 from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_name, to_yaml, user_of, wants_repeater, REPEATER_ARGV
 
-HEALTH_TIMING = {"interval": "10s", "timeout": "5s", "retries": 3, "start_period": "15s"}
+from orchestrator.export.common import HEALTH_INTERVAL_S, HEALTH_RETRIES, HEALTH_START_S, HEALTH_TIMEOUT_S
+
+HEALTH_TIMING = {"interval": f"{HEALTH_INTERVAL_S}s", "timeout": f"{HEALTH_TIMEOUT_S}s", "retries": HEALTH_RETRIES,
+                 "start_period": f"{HEALTH_START_S}s"}
 
 
 def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,
-                 host: str | None = None) -> dict:
-    """The compose file as plain data: `services` keyed by IOC name (plan order), repeater first.
+                 host: str | None = None, v1: bool = False) -> dict:
+    """The compose file as plain data: the project `name`, `services` keyed by IOC name (plan order),
+    repeater first.
 
-    `fleet` is not needed (each planned IOC carries its restart policy; kept for callers); `images` the image tags and hardening
-    (default: orchestrator.images.catalog); `repeater=False` leaves the CA repeater to the host.
+    `fleet` is not needed (each planned IOC carries its restart policy; kept for callers); `images` the
+    image tags and hardening (default: orchestrator.images.catalog); `repeater=False` leaves the CA repeater
+    to the host; `host` labels every container with the host it is for (org.iocfleet.host). Every IOC
+    service has the profiles `iocs` and its own name (`--profile iocs` starts all, `--profile NAME` one);
+    the repeater has none (always on). `v1=True` leaves out `name:`, which docker-compose 1.x refuses.
     """
     info = images or ImageInfo.from_images()
     services: dict[str, dict] = {}
@@ -27,17 +34,40 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
         services[repeater_name(plan)] = repeater_service(plan, info, host)
     for ioc in plan.iocs:
         services[ioc.name] = ioc_service(plan, ioc, info, host)
+        services[ioc.name]["profiles"] = [PROFILE_ALL, ioc.name] if ioc.name != PROFILE_ALL else [PROFILE_ALL]
         if with_repeater:
             # R12: the repeater is up before any IOC (or its health check) registers with it.
             services[ioc.name]["depends_on"] = [repeater_name(plan)]
-    return {"services": escape_dollars(services)}
+    doc: dict = {} if v1 else {"name": project_name(plan.fleet)}
+    doc["services"] = escape_dollars(services)
+    return doc
 
 
 def compose_yaml(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater: bool = True,
-                 host: str | None = None) -> str:
-    """The compose file as YAML text with a header naming the client settings; `host` labels every
-    container with the host it is for (org.iocfleet.host), as the swarm and k8s exports do."""
-    return to_yaml(compose_dict(plan, fleet, images, repeater, host), header_lines(plan, "Compose file"))
+                 host: str | None = None, v1: bool = False) -> str:
+    """The compose file as YAML text with a header naming the client settings and how to start it; `host`
+    labels every container with the host it is for (org.iocfleet.host), as the swarm and k8s exports do."""
+    start = (f"# Start every IOC: docker compose --profile {PROFILE_ALL} up -d (one IOC: --profile NAME); "
+             "plain `up` starts only services without a profile.\n")
+    return to_yaml(compose_dict(plan, fleet, images, repeater, host, v1=v1), header_lines(plan, "Compose file") + start)
+
+
+PROFILE_ALL = "iocs"
+ON_FAILURE_RETRIES = 5  # the docker backend's MaximumRetryCount, so an export restarts as `up` does
+
+
+def project_name(fleet: str) -> str:
+    """The compose project name of a fleet: lowercase letters, digits, `-` and `_`, starting with a letter
+    or digit (compose's rule)."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_-]", "-", fleet.lower()).lstrip("-_")
+    return name or "iocfleet"
+
+
+def restart_value(policy: str) -> str:
+    """`restart:` of a compose service: on-failure gets the same 5-retry cap as `iocfleet up`."""
+    return f"on-failure:{ON_FAILURE_RETRIES}" if policy == "on-failure" else policy
 
 
 def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None = None) -> dict:
@@ -51,7 +81,7 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None =
     service["network_mode"] = "host"
     service["environment"] = ioc.env_dict()
     service["labels"] = labels_of(plan, ioc, plan_hash(ioc, image), host)
-    service["restart"] = restart
+    service["restart"] = restart_value(restart)
     from orchestrator.export.common import ioc_hardening
 
     service.update(hardening_keys(ioc_hardening(ioc, info)))
@@ -62,6 +92,9 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, host: str | None =
     probe = health_argv(ioc)
     if probe:
         service["healthcheck"] = {"test": ["CMD", *probe], **HEALTH_TIMING}
+    if ioc.runtime == "softioc":  # the iocsh console, as `iocfleet up` starts it: `docker attach` reaches it
+        service["stdin_open"] = True
+        service["tty"] = True
     service["stop_grace_period"] = "10s"
     return service
 

@@ -22,7 +22,8 @@ from orchestrator.export.swarm import stack_yaml
 from orchestrator.plan import conflicts, multihost
 from orchestrator.plan.onhost import inspect_host
 
-KINDS = ("compose", "swarm", "k8s")
+KINDS = ("compose", "swarm", "k8s", "bob", "pydm")
+DISPLAY_KINDS = ("bob", "pydm")
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,21 @@ class Exported:
     text: str
     plans: dict[str, Plan]
     findings: tuple[Finding, ...]
+    files: dict[str, str] | None = None  # display kinds: {file name: text} of a directory
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "plans": {h: p.to_dict() for h, p in self.plans.items()},
+        data = {"kind": self.kind, "plans": {h: p.to_dict() for h, p in self.plans.items()},
                 "findings": [f.to_dict() for f in self.findings]}
+        if self.files is not None:
+            data["files"] = sorted(self.files)
+        return data
 
 
 def export_file(kind: str, path: str | Path, *, strategy: str | None = None, interface: str | None = None,
                 host: str | None = None, node: str | None = None, namespace: str | None = None,
                 repeater: bool = True, snapshot: HostSnapshot | None = None,
-                images: ImageInfo | None = None) -> Exported:
+                images: ImageInfo | None = None, flavor: str = "plain", stopped: tuple[str, ...] = (),
+                compose_v1: bool = False) -> Exported:
     """Export the fleet file at `path` as `kind` (compose, swarm or k8s).
 
     compose and swarm describe one host: the fleet's only host, or `host`. k8s describes every host.
@@ -65,12 +71,18 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
     info = images or ImageInfo.from_images()
     local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
     findings = tuple(conflicts.check(local, snapshot)) if local is not None else ()
+    if kind in DISPLAY_KINDS:
+        from orchestrator.export.bob import bob_files
+        from orchestrator.export.pydm import pydm_files
+
+        files = bob_files(plans) if kind == "bob" else pydm_files(plans)
+        return Exported(kind, "", plans, findings, files)
     if kind == "k8s":
-        text = manifests_yaml(plans, fleet, info, repeater, namespace)
+        text = manifests_yaml(plans, fleet, info, repeater, namespace, flavor=flavor, stopped=stopped)
         return Exported(kind, text, plans, findings)
     chosen = _one_host(plans, host, str(path))
     if kind == "compose":
-        text = compose_yaml(plans[chosen], fleet, info, repeater, host=chosen)
+        text = compose_yaml(plans[chosen], fleet, info, repeater, host=chosen, v1=compose_v1)
     else:
         text = stack_yaml(plans[chosen], fleet, info, repeater, node=chosen)
     return Exported(kind, text, {chosen: plans[chosen]}, findings if plans[chosen] is local else ())

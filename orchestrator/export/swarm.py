@@ -10,7 +10,7 @@ from __future__ import annotations
 from orchestrator.plan import identity
 from orchestrator.plan.model import Plan, PlannedIOC
 from orchestrator.export.common import ImageInfo, escape_dollars, header_lines, health_argv, image_of, labels_of, plan_hash, repeater_env, repeater_name, to_yaml, user_of, wants_repeater, REPEATER_ARGV
-from orchestrator.export.compose import HEALTH_TIMING
+from orchestrator.export.compose import HEALTH_TIMING, ON_FAILURE_RETRIES
 
 STACK_VERSION = "3.8"  # `docker stack deploy` (engine 20.10) needs an explicit 3.x version
 HOST_NETWORK = "hostnet"
@@ -56,12 +56,18 @@ def ioc_service(plan: Plan, ioc: PlannedIOC, info: ImageInfo, node: str | None =
     probe = health_argv(ioc)
     if probe:
         service["healthcheck"] = {"test": ["CMD", *probe], **HEALTH_TIMING}
+    if ioc.runtime == "softioc":  # the iocsh console, as `iocfleet up` starts it
+        service["stdin_open"] = True
+        service["tty"] = True
     service["stop_grace_period"] = "10s"
     limits: dict = {}
     if ioc.limits.memory:
         limits["memory"] = ioc.limits.memory
     # No pids limit: the stack schema of engine 20.10 refuses `deploy.resources.limits.pids`.
     service["deploy"] = _deploy(labels, RESTART_CONDITIONS[restart], node, limits)
+    if restart == "on-failure":
+        # the 5-retry cap of `iocfleet up` (docker's MaximumRetryCount) and the compose export
+        service["deploy"]["restart_policy"]["max_attempts"] = ON_FAILURE_RETRIES
     return service
 
 

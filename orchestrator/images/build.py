@@ -207,9 +207,10 @@ def _build_one(client, root, runtime, base_ref, base_id, offline, wheels_dir, re
     pins = inputs.requirements(root / "common" / "installer.txt") + inputs.requirements(root / runtime / "requirements.txt")
     wheels = wheelhouse.ensure_wheels(wheels_dir, pins, offline,
                                       log=lambda line: report(BuildEvent(runtime, "wheels", line)))
-    labels = {f"{LABEL_PREFIX}.runtime": runtime, f"{LABEL_PREFIX}.source": alias.split(":")[1],
-              f"{LABEL_PREFIX}.base": base_ref, f"{LABEL_PREFIX}.base-id": base_id,
-              f"{LABEL_PREFIX}.wheels": " ".join(w.name for w in wheels)}
+    from orchestrator import __version__
+    from orchestrator.images.labels import image_labels
+
+    labels = image_labels(runtime, alias.split(":")[1], base_ref, base_id, [w.name for w in wheels], __version__)
     with tempfile.TemporaryDirectory(prefix=f"iocfleet-{runtime}-") as scratch:
         ctx = context.assemble(Path(scratch) / "context", root, runtime, wheels)
         report(BuildEvent(runtime, "build", f"docker build {content} FROM {base_ref} (no network)"))

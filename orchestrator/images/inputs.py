@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 # Bump when orchestrator/images/build.py changes how it builds (build args, context layout).
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: OCI labels (images/labels.py)
 REPOSITORY = "iocfleet/ioc-{runtime}"
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")

@@ -68,16 +68,21 @@ def _interface(plan: Plan, snapshot: HostSnapshot) -> list[Finding]:
 
 def _duplicate_pvs(plan: Plan) -> list[Finding]:
     owners: dict[str, list[str]] = defaultdict(list)
+    main: set[str] = set()  # declared, old standard and iocStats HEARTBEAT/UPTIME names
     for ioc in plan.iocs:
-        for pv in ioc.pv_names:
+        main.update(ioc.pv_names)
+        for pv in ioc.all_pv_names():
             owners[pv].append(ioc.name)
+    # Two IOCs with one iocStats name clash on all ~40 iocStats PVs: report HEARTBEAT and UPTIME (in
+    # `main`), not every other iocStats PV of the same IOCs again.
+    reported = {tuple(iocs) for pv, iocs in owners.items() if pv in main and len(iocs) > 1}
     out = []
     for pv, iocs in owners.items():
         if len(iocs) > 1 and len(set(iocs)) == 1:  # a .db record that is also a declared PV, or in two .db files
             out.append(Finding("duplicate-pv", ERROR, f"PV {pv} is defined {len(iocs)} times in IOC {iocs[0]} "
                                "(its declared pvs, .db records or group PVs)",
                                "keep one definition: remove the declared PV or rename the record", "R14", (iocs[0],)))
-        elif len(iocs) > 1:
+        elif len(iocs) > 1 and (pv in main or tuple(iocs) not in reported):
             out.append(Finding("duplicate-pv", ERROR, f"PV {pv} is served by {len(iocs)} IOCs: {', '.join(iocs)}",
                                "give each IOC a unique prefix; clients connect to whichever answers first",
                                "R14", tuple(iocs)))

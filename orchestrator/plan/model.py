@@ -47,18 +47,50 @@ class PlannedIOC:
     db: tuple[DbLoad, ...] = ()
     group: GroupSpec | None = None
     read_only: bool = True
+    iocstats: str | None = None  # the iocStats IOC name (NAME:HEARTBEAT, ...); None: no iocStats PVs
 
     @property
     def pv_names(self) -> tuple[str, ...]:
-        """Every PV this IOC serves: the declared ones, its .db records or group PVs, then (iocfleet's own
-        programs only) the standard HEARTBEAT and UPTIME."""
-        standard = tuple(self.prefix + s for s in STANDARD_PVS) if self.builtin else ()
-        return tuple(self.prefix + p.name for p in self.pvs) + self.extra_pvs + standard
+        """The PVs readiness waits for: the declared ones, its .db records or group PVs, then (iocfleet's own
+        programs only) the old HEARTBEAT/UPTIME names where iocStats does not serve them, and the iocStats
+        HEARTBEAT and UPTIME (also of an image that declares `iocstats`). A name defined twice in one IOC
+        (a .db record that is also a declared PV) appears twice: conflicts reports it."""
+        from orchestrator.spec import iocstats as stats
+
+        legacy = stats.legacy_names(self.prefix, self.iocstats) if self.builtin else ()
+        ready = tuple(f"{self.iocstats}:{s}" for s in stats.READY_PVS) if self.iocstats else ()
+        return tuple(self.prefix + p.name for p in self.pvs) + self.extra_pvs + legacy + ready
 
     @property
     def ready_names(self) -> tuple[str, ...]:
         """The PVs readiness reads: all of them for `pvs` readiness, none otherwise."""
         return self.pv_names if self.readiness == "pvs" else ()
+
+    @property
+    def health_pvs(self) -> tuple[str, ...]:
+        """The iocStats PVs a display or a health check shows for this IOC."""
+        from orchestrator.spec import iocstats as stats
+
+        return tuple(f"{self.iocstats}:{s}" for s in stats.HEALTH_PVS) if self.iocstats else ()
+
+    @property
+    def liveness_pv(self) -> str | None:
+        """The PV a liveness probe reads: iocStats UPTIME, else the old PREFIX+UPTIME of iocfleet's own
+        programs; None for an IOC that serves neither (an image or a user PVGroup without iocStats)."""
+        from orchestrator.spec import iocstats as stats
+
+        if self.iocstats:
+            return f"{self.iocstats}:{stats.LIVENESS_PV}"
+        return self.prefix + "UPTIME" if self.builtin else None
+
+    def all_pv_names(self) -> tuple[str, ...]:
+        """Every PV this IOC serves: readiness' names plus every other iocStats PV of iocfleet's programs
+        (duplicates within `pv_names` kept, so conflicts sees a name defined twice in one IOC)."""
+        from orchestrator.spec import iocstats as stats
+
+        extra = stats.names(self.iocstats, self.runtime) if self.builtin and self.iocstats else ()
+        seen = set(self.pv_names)
+        return self.pv_names + tuple(n for n in dict.fromkeys(extra) if n not in seen)
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -74,6 +106,7 @@ class PlannedIOC:
             "tcp_port": self.tcp_port,
             "bind": list(self.bind),
             "pvs": list(self.pv_names),
+            "iocstats": self.iocstats,
             "image": self.image,
             "command": list(self.command),
             "user": self.user,

@@ -283,8 +283,11 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         ("EPICS_CA_AUTO_ADDR_LIST", "NO"),
         ("EPICS_CA_ADDR_LIST", dict(client_env)["EPICS_CA_ADDR_LIST"]),
     )
+    iocstats = _iocstats_name(ioc, name, prefix)
     if ioc.builtin:
         payload = {"name": name, "prefix": prefix, "pvs": [_pv_payload(p) for p in ioc.pvs]}
+        if iocstats:
+            payload["iocstats"] = iocstats
         env += (("IOCFLEET_IOC", json.dumps(payload, separators=(",", ":"))),)
     env += _real_env(ioc, prefix)
     env += ioc.env
@@ -297,7 +300,7 @@ def _planned(ioc: IOCSpec, name: str, prefix: str, port: int, strategy: str,
         readiness=ioc.readiness, builtin=ioc.builtin, extra_pvs=tuple(dict.fromkeys(extra)),
         entrypoint=ioc.entrypoint, workdir=ioc.workdir, mounts=ioc.mounts, stdin_open=ioc.stdin_open,
         db=ioc.db, group=ioc.group,
-        read_only=ioc.read_only,
+        read_only=ioc.read_only, iocstats=iocstats,
     )
 
 
@@ -331,3 +334,17 @@ def _real_env(ioc: IOCSpec, prefix: str) -> tuple[tuple[str, str], ...]:
                  "kwargs": json.loads(ioc.group.kwargs), "prefix": prefix}
         out += (("IOCFLEET_GROUP", json.dumps(group, separators=(",", ":"))),)
     return out
+
+
+def _iocstats_name(ioc: IOCSpec, name: str, prefix: str) -> str | None:
+    """The iocStats name of one running IOC: as written (`{i}` is the replica number), else derived from
+    its prefix (built-in runtimes only)."""
+    from orchestrator.spec import iocstats as stats
+
+    if ioc.iocstats is False:
+        return None
+    if isinstance(ioc.iocstats, str):
+        number = name.rsplit("-", 1)[1] if ioc.replicas > 1 else ""
+        return ioc.iocstats.replace("{i}", number)
+    derived = stats.default_name(prefix) if ioc.builtin and prefix else None
+    return derived if derived and not stats.name_problem(derived) else None  # too long: the old names only

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator import spec as specs
-from orchestrator.errors import IocfleetError
+from orchestrator.errors import IocfleetError, UsageError
 
 
 class Fleet:
@@ -33,6 +33,23 @@ class Fleet:
     @property
     def findings(self):
         return list(self.result.findings)
+
+    def apply_env(self, monkeypatch) -> dict[str, str]:
+        """Put the fleet's client settings into this process's environment through `monkeypatch` (pytest's
+        fixture or a `pytest.MonkeyPatch`), which restores it afterwards; other EPICS_CA_* variables are
+        removed so nothing left over widens the search. Returns the settings.
+
+        Clients read these when they start: libca (pyepics) once per process at its first channel, a
+        caproto client when its context is made. Apply before the first client of the test starts.
+        """
+        import os
+
+        env = self.client_env
+        for key in [k for k in os.environ if k.startswith("EPICS_CA_") and k not in env]:
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return env
 
     def pv(self, name: str) -> str:
         """The served name of `name` as written in the fleet file (isolation prefixes it with `tag:`)."""
@@ -112,3 +129,14 @@ def isolated(fleet: specs.FleetSpec, tag: str | None, port_offset: int = 0) -> s
     iocs = tuple(dataclasses.replace(ioc, prefix=f"{tag}:{ioc.prefix}" if tag else ioc.prefix) for ioc in fleet.iocs)
     network = dataclasses.replace(fleet.network, base_port=fleet.network.base_port + port_offset)
     return dataclasses.replace(fleet, name=f"{fleet.name}-{tag}" if tag else fleet.name, iocs=iocs, network=network)
+
+
+def with_runtime(fleet: specs.FleetSpec, runtime: str | None) -> specs.FleetSpec:
+    """The fleet with every built-in IOC (caproto, softioc) run by `runtime` instead; `image` IOCs unchanged."""
+    if runtime is None:
+        return fleet
+    if runtime not in ("caproto", "softioc"):
+        raise UsageError(f"runtime {runtime!r} is not a built-in runtime", "runtime", "use caproto or softioc")
+    iocs = tuple(dataclasses.replace(ioc, runtime=runtime) if ioc.runtime in ("caproto", "softioc") else ioc
+                 for ioc in fleet.iocs)
+    return dataclasses.replace(fleet, iocs=iocs)

@@ -24,6 +24,7 @@ class Instance:
     container: str | None = None
     pid: int | None = None
     tcp_port: int | None = None
+    health: str | None = None  # docker: the healthcheck's verdict (a CA read of iocStats UPTIME)
 
     @property
     def running(self) -> bool:

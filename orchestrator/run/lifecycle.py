@@ -306,9 +306,12 @@ def _emit(progress, text: str) -> None:
 
 @contextmanager
 def _interrupt_on_sigterm():
-    """Turn SIGTERM into KeyboardInterrupt for the duration, so `up` rolls back the same way for both."""
+    """Turn SIGTERM into an interrupt (`Terminated`, a KeyboardInterrupt) for the duration, so `up` rolls
+    back the same way for both; the CLI then exits 143 (128+15) rather than Ctrl-C's 130."""
+    from orchestrator.errors import Terminated
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

@@ -114,6 +114,9 @@ class IOCSpec:
     group: GroupSpec | None = None
 
     read_only: bool = True  # a read-only root filesystem with a /tmp tmpfs (containers)
+    # iocStats IOC name (NAME:HEARTBEAT, ...): None derives it from the prefix for caproto/softioc (and
+    # means "none" for image IOCs); False turns iocStats off (spec/iocstats.py)
+    iocstats: str | bool | None = None
 
     @property
     def builtin(self) -> bool:
@@ -142,6 +145,7 @@ class IOCSpec:
             "db": [d.to_dict() for d in self.db],
             "group": self.group.to_dict() if self.group else None,
             "read_only": self.read_only,
+            "iocstats": self.iocstats,
         }
 
 

@@ -79,6 +79,10 @@ def fleet_schema() -> dict:
                    "description": "caproto only: your PVGroup, package.module:Class"},
         "python_path": {"type": "string", "description": "folder the module is importable from"},
         "kwargs": {"type": "object", "description": "keyword arguments of the PVGroup"},
+        "iocstats": {"oneOf": [{"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_\-:\[\]<>;.{}]*[^:]$"},
+                               {"const": False}],
+                     "description": "iocStats IOC name (NAME:HEARTBEAT, NAME:UPTIME, ...); default: the prefix "
+                                    "without its trailing ':'; false: no iocStats PVs"},
     }, ("name", "prefix"), "one IOC (or a set of replicas)")
     network = _closed({
         "interface": {"type": "string", "default": "auto", "maxLength": 15},

@@ -63,7 +63,7 @@ HOST_KEYS = ("name", "interface", "address")
 NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
 IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "read_only", "limits",
             "restart", "host", "entrypoint", "workdir", "mounts", "stdin_open", "readiness", "db", "module",
-            "python_path", "kwargs")
+            "python_path", "kwargs", "iocstats")
 LIMIT_KEYS = ("memory", "pids")
 
 
@@ -296,10 +296,48 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
     if host is not None and not isinstance(host, str):
         problems.add(line_of(item, "host"), f"{where}.host", "expected a host name", "use a name from `hosts:`")
         host = None
+    iocstats = _iocstats(item, where, runtime, prefix, replicas, pvs, problems)
     return IOCSpec(name=name, runtime=runtime, prefix=prefix, replicas=replicas, pvs=tuple(pvs),
                    image=image, command=command, env=env, user=None if user is None else str(user),
                    limits=_limits(item, where, problems), restart=restart, host=host, line=line,
-                   read_only=read_only, **real)
+                   read_only=read_only, iocstats=iocstats, **real)
+
+
+
+def _iocstats(item: dict, where: str, runtime: str, prefix: str, replicas: int, pvs, problems: Problems):
+    """`iocstats: NAME | false`; checks the name, and that no declared PV takes an iocStats name."""
+    from orchestrator.spec import iocstats as stats
+
+    value = item.get("iocstats")
+    line = line_of(item, "iocstats") or line_of(item, "prefix")
+    if value is False:
+        return False
+    if value is not None:
+        problem = stats.name_problem(value)
+        if value is True:
+            problem = "true is not a name"
+        if problem:
+            problems.add(line, f"{where}.iocstats", problem,
+                         "write `iocstats: BL1-IOC-01` (PVs BL1-IOC-01:HEARTBEAT, ...) or `iocstats: false`")
+            return None
+        if replicas > 1 and "{i}" not in value:
+            problems.add(line, f"{where}.iocstats", f"{replicas} replicas would serve the same iocStats PVs",
+                         "put `{i}` in the name (the replica number), e.g. `iocstats: BL1-IOC-{i}`")
+            return None
+    if not prefix or (value is None and runtime == "image"):
+        return value
+    expanded = prefix.replace("{i}", "1") if "{i}" in prefix or replicas == 1 else f"{prefix}1:"
+    name = value.replace("{i}", "1") if value else stats.default_name(expanded)
+    if value is None and stats.name_problem(name):
+        # A prefix too long (or odd) for iocStats names: the IOC keeps the old PREFIX+HEARTBEAT/UPTIME only,
+        # so a fleet file that was valid before iocStats stays valid (docs/operate.md); `iocstats: NAME` opts in.
+        return False
+    taken = set(stats.names(name, runtime)) - {expanded + s for s in stats.LEGACY_PVS}
+    for index, pv in enumerate(pvs):
+        if expanded + pv.name in taken:
+            problems.add(line, f"{where}.pvs ({pv.name})", f"PV {expanded + pv.name!r} is also an iocStats PV "
+                         f"of this IOC (iocstats {name!r})", "rename the PV, or set another `iocstats:` name")
+    return value
 
 
 def _prefix(item: dict, where: str, problems: Problems) -> str:

@@ -43,3 +43,32 @@ def test_the_fixture_tears_down_even_when_the_test_fails(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 1 and "on purpose" in proc.stdout
     assert not any((tmp_path / "state" / "iocfleet" / "fleets").glob("fails/*.json"))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("docker", marks=pytest.mark.docker), "process"])
+def test_a_session_scoped_fleet_starts_once_for_the_whole_suite(tmp_path, backend):
+    """examples/ci_session: four tests in two modules share one session fleet (the same IOC instances
+    serve them all); a module fleet parametrised over runtimes runs each runtime; nothing is left."""
+    import json
+
+    record = tmp_path / "record.jsonl"
+    # The shell's own list points elsewhere (loopback, nothing serves there): only apply_env lets pyepics find it.
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "IOCFLEET_EXAMPLE_RECORD": str(record),
+           "EPICS_CA_ADDR_LIST": "127.0.0.9"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/ci_session",
+         "--iocfleet-backend", backend], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "6 passed" in proc.stdout
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    session = [r for r in rows if r["fleet"] == "ci-session"]
+    assert len(session) == 4
+    assert len({tuple(r["instances"]) for r in session}) == 1, session  # started once
+    assert {i.split(":")[0] for i in session[0]["instances"]} >= {"motor", "detector"}
+    runtimes = [r for r in rows if r["fleet"] == "ci-session-rt"]
+    assert len(runtimes) == 2 and runtimes[0]["instances"] != runtimes[1]["instances"]
+    if backend == "docker":
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.iocfleet.fleet=ci-session"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert left == []
+    assert not any((tmp_path / "iocfleet" / "fleets").glob("ci-session*/*.json"))

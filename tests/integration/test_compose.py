@@ -74,7 +74,7 @@ def fixed_images() -> ImageInfo:
 def test_docker_compose_accepts_the_exported_file(tmp_path):
     fleet, plan = lo_plan("cmptest-config", 29100)
     path = tmp_path / "compose.yaml"
-    path.write_text(compose_yaml(plan, fleet, fixed_images()))
+    path.write_text(compose_yaml(plan, fleet, fixed_images(), v1=True))  # the installed docker-compose is 1.29
     result = subprocess.run([COMPOSE, "-f", str(path), "config"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
@@ -182,9 +182,9 @@ def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(docker
     name, project = f"cmptest-{suffix}", f"iocflcmp{suffix}"
     fleet, plan = lo_plan(name, free_base_port())
     path = tmp_path / "compose.yaml"
-    path.write_text(compose_yaml(plan, fleet, ioc_images))
+    path.write_text(compose_yaml(plan, fleet, ioc_images, v1=True))
     try:
-        up = compose(project, path, "up", "-d")
+        up = compose(project, path, "--profile", "iocs", "up", "-d")  # every IOC has the profile `iocs`
         assert up.returncode == 0, up.stderr
         status = wait_healthy(docker_client, name, {i.name for i in plan.iocs})
         assert set(status) == {"cp1", "cp2", "si1", "si2"}
@@ -193,11 +193,11 @@ def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(docker
             assert attrs["NetworkMode"] == "host" and attrs["ReadonlyRootfs"] is True
             assert attrs["CapDrop"] == ["ALL"]
         check_every_pv_readable(plan)
-        down = compose(project, path, "down", "--timeout", "10", "--remove-orphans")
+        down = compose(project, path, "--profile", "iocs", "down", "--timeout", "10", "--remove-orphans")
         assert down.returncode == 0, down.stderr
         assert containers_of(docker_client, name) == []
     finally:
-        compose(project, path, "down", "--timeout", "5", "--remove-orphans")
+        compose(project, path, "--profile", "iocs", "down", "--timeout", "5", "--remove-orphans")
         remove_fleet_containers(docker_client, name)
 
 

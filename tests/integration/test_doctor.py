@@ -255,3 +255,36 @@ def test_fleet_started_by_iocfleet(lab2, tmp_path):
         assert done.returncode == 1 and "distinct-ports" in finding(report, "unicast-addr-list-multi-ioc")["fix"]
     finally:
         run("-m", "orchestrator.cli", "down", "--fleet-name", "doctest", "--backend", "process")
+
+
+def test_host_names_in_the_list_resolve_through_dns_like_libca(lab, tmp_path):
+    """EPICS_CA_ADDR_LIST names an IOC host by a DNS name (no /etc/hosts entry): the doctor asks the
+    system resolver, as libca does, and probes the address; a name DNS does not know is reported.
+
+    The DNS server runs in the lab namespace on 127.0.0.1:53; `ip netns exec` gives processes in there
+    /etc/netns/NS/resolv.conf and hosts instead of the host's, so no query leaves the namespace."""
+    import shutil
+
+    etc = Path("/etc/netns") / lab.ns
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost\n")  # the name is in DNS only
+        dns = start_process(lab, "ns", [sys.executable, str(SERVERS / "dns_server.py"),
+                                        f"ioc-host.iocfleet.test={lab.ns_addr}"], base_env())
+        ioc = start_ioc(lab, "caproto", ["DNS:a"])
+        try:
+            assert dns.ready, dns.stop()
+            rc, report, err = run_doctor(lab, "ns", "--names", "DNS:a", "--repeat", "3",
+                                         addr_list="ioc-host.iocfleet.test nobody.iocfleet.test")
+            probed = {(p["address"], p["port"]) for p in report["paths"]}
+            assert probed == {(lab.ns_addr, 5064)}, report["paths"]
+            path = report["paths"][0]
+            assert [i["pid"] for i in path["iocs"]] == [ioc.pid] and path["iocs"][0]["reach"] == 1.0
+            unresolved = finding(report, "addr-list-unresolved")
+            assert "nobody.iocfleet.test" in unresolved["message"] and "ioc-host" not in unresolved["message"]
+        finally:
+            ioc.stop()
+            dns.stop()
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)

@@ -234,3 +234,20 @@ def test_warm_build_reuses_the_images_quickly(built_images, docker_client):
     for b in again:
         assert b.tag == images.image_tag(b.runtime)
         assert docker_client.images.get(b.tag).id == b.image_id
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", images.RUNTIMES)
+def test_images_carry_oci_labels_with_their_spec_meaning(runtime, built_images, docker_client):
+    import re
+
+    from orchestrator import __version__
+
+    labels = docker_client.images.get(built_images[runtime].tag).labels
+    oci = {k[len("org.opencontainers.image."):]: v for k, v in labels.items()
+           if k.startswith("org.opencontainers.image.")}
+    assert oci["title"] == f"iocfleet IOC ({runtime})" and oci["version"] == __version__
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", oci["created"])  # RFC 3339
+    assert oci["base.name"] == built_images[runtime].base == labels["org.iocfleet.image.base"]
+    assert not {"source", "revision", "base.digest"} & set(oci)

@@ -19,7 +19,9 @@ LAYERS = {
     "orchestrator.spec": 1, "orchestrator.ca": 1, "orchestrator.host": 1,
     "orchestrator.plan": 2,
     "orchestrator.run": 3, "orchestrator.doctor": 3, "orchestrator.export": 3, "orchestrator.images": 3,
-    "orchestrator.cli": 4, "orchestrator.render": 4, "orchestrator.pytest_plugin": 4, "orchestrator": 4,
+    "orchestrator.cli": 4, "orchestrator.render": 4, "orchestrator.pytest_plugin": 4,
+    "orchestrator.completion": 4,
+    "orchestrator": 0,  # the package itself holds only __version__ (OCI image labels, --version)
 }
 MAX_TOP_LEVEL_MODULES = 10  # .py files directly in orchestrator/, __init__.py included
 

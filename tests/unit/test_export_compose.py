@@ -42,7 +42,7 @@ def unescape(value):
 
 def test_one_host_network_service_per_ioc_plus_the_repeater_first():
     p, doc = export(fleet())
-    assert list(doc) == ["services"]
+    assert list(doc) == ["name", "services"] and doc["name"] == "t"
     assert list(doc["services"]) == ["ca-repeater", "cp", "si", "cam"]
     for name in ("cp", "si", "cam"):
         assert doc["services"][name]["network_mode"] == "host"
@@ -95,7 +95,7 @@ def test_images_users_restart_and_limits():
         "iocfleet/ioc-caproto:test", "iocfleet/ioc-softioc:test", "registry.example/cam:1.0")
     assert cp["user"] == si["user"] == f"{images.IOC_UID}:{images.IOC_UID}"
     assert cam["user"] == "1000:1000"
-    assert (cp["restart"], si["restart"], cam["restart"]) == ("always", "no", "on-failure")
+    assert (cp["restart"], si["restart"], cam["restart"]) == ("always", "no", "on-failure:5")  # up's cap
     assert "command" not in cp and cam["command"] == ["/ioc/st.cmd"]
     assert (cp["mem_limit"], cp["pids_limit"]) == ("128m", 64)
     assert "mem_limit" not in si
@@ -116,8 +116,8 @@ def test_built_runtimes_get_the_images_hardening_and_image_iocs_a_safe_subset():
 
 def test_health_checks_read_heartbeat_over_ca_with_the_runtimes_client():
     _, doc = export(fleet())
-    assert doc["services"]["cp"]["healthcheck"]["test"] == ["CMD", "python3", "-c", CAPROTO_HEALTH, "T:CP:HEARTBEAT"]
-    assert doc["services"]["si"]["healthcheck"]["test"] == ["CMD", "python3", "-c", LIBCA_HEALTH, "T:SI:HEARTBEAT"]
+    assert doc["services"]["cp"]["healthcheck"]["test"] == ["CMD", "python3", "-c", CAPROTO_HEALTH, "T:CP:UPTIME"]
+    assert doc["services"]["si"]["healthcheck"]["test"] == ["CMD", "python3", "-c", LIBCA_HEALTH, "T:SI:UPTIME"]
     assert "healthcheck" not in doc["services"]["cam"]
     assert "$" not in CAPROTO_HEALTH + LIBCA_HEALTH  # compose would interpolate it
     assert "repeater=False" in CAPROTO_HEALTH  # a health check never spawns a repeater (R12)

@@ -13,7 +13,8 @@ from orchestrator.plan import multihost
 from orchestrator.plan import planner
 from orchestrator import spec
 from orchestrator.export import ImageInfo, manifests, manifests_yaml
-from orchestrator.export.common import CAPROTO_HEALTH, LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN
+from orchestrator.export.common import CAPROTO_HEALTH
+from orchestrator.export.k8s import LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN
 from orchestrator.export.k8s import label_value, object_name
 
 kv = pytest.importorskip("kubernetes_validate")
@@ -90,7 +91,7 @@ def test_readiness_probe_reads_heartbeat_and_security_matches_the_hardening():
     deps = deployments(docs)
     pod = deps["Motor_X"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["readinessProbe"]["exec"]["command"] == ["python3", "-c", CAPROTO_HEALTH, "BL1:MX:HEARTBEAT"]
+    assert container["readinessProbe"]["exec"]["command"] == ["python3", "-c", CAPROTO_HEALTH, "BL1:MX:UPTIME"]
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"]["runAsUser"] == images.IOC_UID and pod["securityContext"]["runAsNonRoot"]
@@ -141,8 +142,8 @@ def test_single_host_fleet_on_loopback_exports_valid_manifests_with_a_namespace(
         kv.validate(doc, K8S_VERSION, strict=True)
         assert doc["metadata"]["namespace"] == "epics"
     b = deployments(docs)["b"]
-    assert b["metadata"]["annotations"]["org.iocfleet.restart"] == "no"
-    assert "not expressible" in b["metadata"]["annotations"]["org.iocfleet.note"]
+    assert b["metadata"]["annotations"]["iocfleet.org/restart"] == "no"
+    assert "not expressible" in b["metadata"]["annotations"]["iocfleet.org/note"]
 
 
 def test_an_invalid_manifest_is_caught_by_the_validator():

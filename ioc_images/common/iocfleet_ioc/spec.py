@@ -27,7 +27,7 @@ MAX_RATE_HZ = 100.0
 INT32 = (-(2**31), 2**31 - 1)
 
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_:.;\-\[\]<>{}]+$")
-_IOC_KEYS = {"name", "prefix", "pvs"}
+_IOC_KEYS = {"name", "prefix", "pvs", "iocstats"}
 _PV_KEYS = {"name", "type", "value", "count", "sim", "rate_hz", "enum_strings", "writable"}
 
 
@@ -73,13 +73,22 @@ class IocSpec:
     name: str
     prefix: str
     pvs: tuple[PvSpec, ...]
+    iocstats: str | None = None  # the iocStats IOC name: NAME:HEARTBEAT, NAME:UPTIME, ... (iocstats.py)
 
     def full_name(self, pv_name: str) -> str:
         return self.prefix + pv_name
 
+    def legacy_pvs(self) -> tuple[str, ...]:
+        """The standard PVs (short names) served as before iocStats: those iocStats does not take over."""
+        taken = {f"{self.iocstats}:{s}" for s in STANDARD_PVS} if self.iocstats else set()
+        return tuple(s for s in STANDARD_PVS if self.full_name(s) not in taken)
+
     def pv_names(self) -> list[str]:
-        """Every PV name the IOC serves, standard PVs included."""
-        return [self.full_name(p.name) for p in self.pvs] + [self.full_name(s) for s in STANDARD_PVS]
+        """Every PV name the IOC serves, standard PVs included (iocStats: the ones every runtime serves)."""
+        from .iocstats import STATS
+
+        stats = [f"{self.iocstats}:{row[0]}" for row in STATS] if self.iocstats else []
+        return [self.full_name(p.name) for p in self.pvs] + [self.full_name(s) for s in self.legacy_pvs()] + stats
 
     def max_array_bytes(self) -> int:
         """The EPICS_CA_MAX_ARRAY_BYTES a server and its clients need for the largest PV."""
@@ -142,9 +151,13 @@ def ioc_from_dict(data: Any) -> IocSpec:
             problems.append(f"{where}: full name {prefix + pv.name!r} is longer than {MAX_NAME} characters")
         seen.add(pv.name)
         pvs.append(pv)
+    iocstats = data.get("iocstats")
+    if iocstats is not None and (not isinstance(iocstats, str) or not _NAME_CHARS.match(iocstats)
+                                 or len(iocstats) > MAX_NAME - 19):
+        problems.append(f"iocstats: {iocstats!r} must be a string of PV name characters, at most {MAX_NAME - 19} long")
     if problems:
         raise IocSpecError(problems)
-    return IocSpec(name=name, prefix=prefix, pvs=tuple(pvs))
+    return IocSpec(name=name, prefix=prefix, pvs=tuple(pvs), iocstats=iocstats)
 
 
 def _pv_from_dict(raw: Any, where: str, problems: list[str]) -> PvSpec | None:

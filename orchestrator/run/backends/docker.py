@@ -22,7 +22,7 @@ from orchestrator.run.instance import Instance, Member
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
     "tmpfs", "cap_drop", "security_opt", "restart_policy", "mem_limit", "pids_limit", "init", "stop_signal",
-    "entrypoint", "working_dir", "mounts", "stdin_open",
+    "entrypoint", "working_dir", "mounts", "stdin_open", "healthcheck", "tty",
 })
 DB_TARGET = "/iocfleet/db"  # database folders, one per `db` entry, read-only
 GROUP_TARGET = "/iocfleet/user"  # the PVGroup's python_path, read-only
@@ -76,6 +76,13 @@ def run_kwargs(fleet: str, ioc: PlannedIOC, plan_hash: str) -> dict:
     if ioc.limits.pids:
         kwargs["pids_limit"] = ioc.limits.pids
     kwargs.update(real_kwargs(ioc))
+    check = healthcheck(ioc)
+    if check:
+        kwargs["healthcheck"] = check
+    if ioc.runtime == "softioc":
+        # the IOC shell console (`iocfleet attach`/`exec`, `docker attach`): a TTY and an open stdin
+        kwargs["tty"] = True
+        kwargs["stdin_open"] = True
     unknown = set(kwargs) - ALLOWED_RUN_KEYS
     if unknown:  # a programming error, never user input: user input only fills values
         raise AssertionError(f"run_kwargs produced keys outside the allow-list: {sorted(unknown)}")
@@ -116,6 +123,20 @@ def real_kwargs(ioc: PlannedIOC) -> dict:
         out["mounts"] = mounts
         out["environment"] = env
     return out
+
+
+def healthcheck(ioc: PlannedIOC) -> dict | None:
+    """The engine's healthcheck: a CA read of the IOC's liveness PV (iocStats UPTIME) from inside the
+    container, with the timing of the compose export (`docker ps` shows healthy/unhealthy)."""
+    from orchestrator.export.common import (HEALTH_INTERVAL_S, HEALTH_RETRIES, HEALTH_START_S, HEALTH_TIMEOUT_S,
+                                            health_argv)
+
+    argv = health_argv(ioc)
+    if argv is None:
+        return None
+    second = 1_000_000_000
+    return {"test": ["CMD", *argv], "interval": HEALTH_INTERVAL_S * second, "timeout": HEALTH_TIMEOUT_S * second,
+            "retries": HEALTH_RETRIES, "start_period": HEALTH_START_S * second}
 
 
 def restart_policy(policy: str) -> dict:
@@ -190,7 +211,8 @@ class DockerBackend:
                         role=labels.get(LABEL_ROLE, "ioc"), runtime=labels.get(LABEL_RUNTIME, "image"),
                         state=status, plan_hash=labels.get(LABEL_PLAN, ""), exit_code=exit_code,
                         restarts=container.attrs.get("RestartCount", 0), container=container.id,
-                        pid=pid, tcp_port=host.listening_port(pid, with_children=True) if details else None)
+                        pid=pid, tcp_port=host.listening_port(pid, with_children=True) if details else None,
+                        health=(state.get("Health") or {}).get("Status"))
 
     @_engine_call
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
@@ -284,6 +306,21 @@ class DockerBackend:
         container.restart(timeout=5)
         container.reload()
         return self._instance(container)
+
+    @_engine_call
+    def console(self, instance: Instance):
+        """A socket attached to the container's TTY (the engine's attach: stdin, stdout, stream); the
+        container must have been started with a TTY and open stdin (softioc IOCs are)."""
+        container = self.client.containers.get(instance.container)
+        config = container.attrs.get("Config", {})
+        if not (config.get("Tty") and config.get("OpenStdin")):
+            from orchestrator.errors import UsageError
+
+            raise UsageError(f"container of {instance.name!r} has no TTY and open stdin", "docker",
+                             "recreate it with this iocfleet: `iocfleet up FLEET` after `iocfleet down FLEET`")
+        sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                                   "stream": 1})
+        return getattr(sock, "_sock", sock)
 
     @_engine_call
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:

@@ -109,6 +109,27 @@ class ProcessBackend:
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
                            ioc.env_dict(), ioc.restart)
 
+    def console(self, instance: Instance):
+        """A connected socket to the IOC's console, which its supervisor keeps (softioc IOCs)."""
+        import socket
+
+        state = fleet_dir(instance.fleet, self._environ) / f"{instance.name}.json"
+        try:
+            name = json.loads(state.read_text()).get("console")
+        except (OSError, ValueError):
+            name = None
+        if not name:
+            raise UsageError(f"IOC {instance.name!r} has no console", f"fleet {instance.fleet}",
+                             "it was started before consoles existed: `iocfleet restart FLEET IOC`")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect("\0" + name)
+        except OSError as exc:
+            sock.close()
+            raise UsageError(f"the console of {instance.name!r} does not answer: {exc.strerror}",
+                             f"fleet {instance.fleet}", "check `iocfleet status`; restart the IOC") from None
+        return sock
+
     def start_repeater(self, fleet: str, port: int) -> Instance:
         return self._spawn(fleet, identity.REPEATER, identity.REPEATER_ROLE, identity.REPEATER_RUNTIME,
                            identity.REPEATER_PLAN, identity.repeater_argv(sys.executable),
@@ -131,10 +152,15 @@ class ProcessBackend:
         child_env = {k: v for k, v in self._environ.items() if not k.startswith("EPICS_")}
         child_env.update(env)
         child_env["PYTHONUNBUFFERED"] = "1"
+        console = []
+        if role == "ioc" and runtime == "softioc":
+            import hashlib
+
+            console = ["--console", "iocfleet-console-" + hashlib.sha256(str(state).encode()).hexdigest()[:20]]
         with os.fdopen(statedir.open_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.run.supervise", "--state", str(state), "--restart", restart,
-                 "--", *argv],
+                 *console, "--", *argv],
                 env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
