@@ -293,3 +293,75 @@ def lab2() -> Iterator[Lab]:
     _require_root()
     with make_lab(peer_in_namespace=True) as made:
         yield made
+
+
+@dataclass(frozen=True)
+class RoutedLab:
+    """Three namespaces in a line: client (`client_ns`) -> router (`router_ns`) -> IOC host (`ns`).
+
+    Two /24 subnets joined only by IP forwarding in the router: a client broadcast never reaches the IOC
+    host's subnet (Linux does not forward directed broadcasts), so only unicast crosses, as for a client
+    on another subnet. Nothing lives in the root namespace.
+    """
+
+    ns: str  # the IOC host
+    ns_veth: str
+    ns_addr: str
+    ns_broadcast: str
+    router_ns: str
+    client_ns: str
+    client_addr: str
+    client_broadcast: str
+
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.client_ns, self.router_ns, self.ns)
+
+    def argv(self, argv: list[str], where: str = "ns") -> list[str]:
+        ns = {"ns": self.ns, "client": self.client_ns, "router": self.router_ns}[where]
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def call(self, where: str, fn: Callable[[], T]) -> T:
+        ns = {"ns": self.ns, "client": self.client_ns, "router": self.router_ns}[where]
+        return call_in_netns(ns, fn)
+
+
+@contextlib.contextmanager
+def make_routed_lab(tag: str = "r") -> Iterator[RoutedLab]:
+    """Create a routed lab (see RoutedLab); yield it; always remove its namespaces."""
+    k = next(_counter)
+    pid = os.getpid()
+    base = f"iocf{tag}{pid}x{k}"
+    host_ns, router_ns, client_ns = f"{base}h", f"{base}r", f"{base}c"
+    try:
+        with open(LOCK_PATH, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = used_networks()
+            client_net = free_subnet(used)
+            host_net = free_subnet([*used, client_net])
+        c_addr, rc_addr = (str(a) for a in itertools.islice(client_net.hosts(), 2))
+        rh_addr, h_addr = (str(a) for a in itertools.islice(host_net.hosts(), 2))
+        for ns in (host_ns, router_ns, client_ns):
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        links = ((client_ns, "vc", c_addr, "vrc", rc_addr, client_net), (host_ns, "vh", h_addr, "vrh", rh_addr, host_net))
+        for ns, end, addr, router_end, router_addr, net in links:
+            ip("-n", router_ns, "link", "add", router_end, "type", "veth", "peer", "name", end, "netns", ns)
+            ip("-n", router_ns, "addr", "add", f"{router_addr}/{net.prefixlen}", "brd", "+", "dev", router_end)
+            ip("-n", ns, "addr", "add", f"{addr}/{net.prefixlen}", "brd", "+", "dev", end)
+            ip("-n", router_ns, "link", "set", router_end, "up")
+            ip("-n", ns, "link", "set", end, "up")
+            ip("-n", ns, "route", "add", "default", "via", router_addr)
+        subprocess.run(["ip", "netns", "exec", router_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True, capture_output=True, timeout=20)
+        yield RoutedLab(host_ns, "vh", h_addr, str(host_net.broadcast_address), router_ns, client_ns, c_addr,
+                        str(client_net.broadcast_address))
+    finally:
+        destroy((client_ns, router_ns, host_ns), None)
+
+
+@pytest.fixture
+def routed_lab() -> Iterator[RoutedLab]:
+    """Client namespace -> router namespace -> IOC host namespace, routing only (see RoutedLab)."""
+    _require_root()
+    with make_routed_lab() as made:
+        yield made

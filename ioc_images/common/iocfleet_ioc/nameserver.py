@@ -260,6 +260,15 @@ class NameServer:
             self.discover()
 
     def reply(self, conn, addr, answers) -> None:
+        if conn is None and len({(ip, port) for _, ip, port in answers}) > 1:
+            # One datagram per IOC: caproto's threading client (1.3) gives every name of a datagram the
+            # address of its last SearchResponse (threading/client.py, the queue.put after the loop).
+            by_server: dict = {}
+            for answer in answers:
+                by_server.setdefault(answer[1:], []).append(answer)
+            for group in by_server.values():
+                self.reply(conn, addr, group)
+            return
         for i in range(0, max(1, len(answers)), NAMES_PER_DATAGRAM):
             data = answer_bytes(answers[i:i + NAMES_PER_DATAGRAM])
             try:

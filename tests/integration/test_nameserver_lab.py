@@ -1,0 +1,195 @@
+"""Strategy name-server (R15) in a routed lab: client namespace -> router -> IOC host, routing only.
+
+A 20-IOC fleet on one shared port runs (process backend) in the IOC host namespace; its client settings
+are exactly what `iocfleet up` printed. From the client namespace, where no broadcast reaches the
+fleet, pyepics (libca, EPICS_CA_NAME_SERVERS over TCP) and caproto's client (the UDP entry) read and
+write every PV. The same run measures the time to connect all 60 PVs through the name server against
+the 20 host:port entries of distinct-ports, and writes it to $IOCFLEET_EVIDENCE_DIR/nameserver-connect.json
+(bench/bench_nameserver.py turns that into a section of docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_run import base_env
+from labnet import RoutedLab, routed_lab  # noqa: F401  (fixture)
+from orchestrator.ca.probe import search
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns]
+
+N_IOCS, N_SOFTIOC = 20, 6
+CONNECT_RUNS = 3
+
+# Every PV named on the command line: connect (timed), read, write a new value with completion, read back.
+PYEPICS_RW = r"""
+import json, sys, time
+import epics
+names, write = sys.argv[2:], sys.argv[1] == "write"
+t0 = time.monotonic()
+pvs = [epics.PV(n, auto_monitor=False, connection_timeout=30) for n in names]
+connected = [pv.wait_for_connection(timeout=30) for pv in pvs]
+elapsed = time.monotonic() - t0
+out = {"elapsed": elapsed, "connected": sum(connected), "values": {}, "hosts": {}}
+for pv in pvs:
+    if write:
+        new = {"F": 7.25, "I": 42, "S": "nsw"}[pv.pvname.rsplit(":", 1)[1]]
+        pv.put(new, wait=True, timeout=10)
+    out["values"][pv.pvname] = pv.get(timeout=10, use_monitor=False, as_string=pv.pvname.endswith(":S"))
+    out["hosts"][pv.pvname] = pv.host
+print(json.dumps(out))
+"""
+
+# The same with caproto's threading client (no name-server support: it uses the EPICS_CA_ADDR_LIST entry).
+CAPROTO_RW = r"""
+import json, sys
+from caproto.threading.client import Context
+names = sys.argv[1:]
+ctx = Context()
+pvs = ctx.get_pvs(*names, timeout=30)
+for pv in pvs:
+    pv.wait_for_connection(timeout=30)
+out = {}
+for pv in pvs:
+    new = {"F": 3.5, "I": 7, "S": "cpw"}[pv.name.rsplit(":", 1)[1]]
+    pv.write([new] if not isinstance(new, str) else [new.encode()], wait=True, timeout=10)
+    data = pv.read(timeout=10).data
+    value = data[0]
+    out[pv.name] = value.decode() if isinstance(value, bytes) else value.item()
+print(json.dumps(out))
+"""
+
+
+def fleet_iocs() -> list[dict]:
+    iocs = []
+    for i in range(N_IOCS):
+        runtime = "softioc" if i < N_SOFTIOC else "caproto"
+        iocs.append({"name": f"n{i:02d}", "runtime": runtime, "prefix": f"NS:{i:02d}:", "pvs": [
+            {"name": "F", "type": "float", "value": float(i)},
+            {"name": "I", "type": "int", "value": i},
+            {"name": "S", "type": "str", "value": f"n{i:02d}"},
+        ]})
+    return iocs
+
+
+def declared(iocs) -> list[str]:
+    return [ioc["prefix"] + pv["name"] for ioc in iocs for pv in ioc["pvs"]]
+
+
+def cli(lab: RoutedLab, state: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_STATE_HOME": str(state)}
+    return subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.cli", *args], "ns"), env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cli_json(lab, state, *args, **kw) -> dict:
+    proc = cli(lab, state, *args, "--json", **kw)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
+
+
+def client_run(lab: RoutedLab, script: str, args: list[str], client_env: dict, timeout: float = 180) -> dict:
+    """Run `script` in the client namespace with exactly `client_env` as its CA settings."""
+    proc = subprocess.run(lab.argv([sys.executable, "-c", script, *args], "client"), env=base_env(**client_env),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def exported(text: str) -> dict:
+    return dict(line.removeprefix("export ").split("=", 1) for line in text.splitlines() if line.startswith("export "))
+
+
+@pytest.fixture
+def routed_fleet(routed_lab, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    iocs = fleet_iocs()
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"fleet": "nslab", "network": {"interface": routed_lab.ns_veth,
+                                                                   "clients": "routed"}, "iocs": iocs}))
+    yield routed_lab, state, path, iocs
+    cli(routed_lab, state, "down", "--fleet-name", "nslab", "--backend", "process", timeout=120)
+
+
+def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_through_the_name_server(routed_fleet):
+    lab, state, path, iocs = routed_fleet
+    names = declared(iocs)
+    plan = cli_json(lab, state, "plan", str(path))
+    assert plan["strategy"] == "name-server", "auto picks the name server for 20 IOCs and routed clients"
+    assert {i["udp_port"] for i in plan["iocs"]} == {5064}
+
+    up = cli_json(lab, state, "up", str(path), "--backend", "process", "--timeout", "300")
+    client_env = up["client_env"]
+    endpoint = f"{lab.ns_addr}:5066"
+    assert client_env == {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": endpoint,
+                          "EPICS_CA_NAME_SERVERS": endpoint}
+    assert exported(cli(lab, state, "env", str(path)).stdout) == client_env, "env prints what up printed"
+
+    # Routing only: a broadcast from the client subnet reaches nothing; a unicast to the shared port one IOC.
+    lost = lab.call("client", lambda: search(["NS:00:F"], [(lab.ns_broadcast, 5064)], timeout=1.0))
+    assert not lost.replies
+
+    # The name server: the owning IOC's address and TCP port for every name, nothing for unknown names.
+    tcp_ports = {i["name"]: i["tcp_port"] for i in up["iocs"]}
+    probed = lab.call("client", lambda: search(names[:60:7] + ["NOPE:X"], [(lab.ns_addr, 5066)], timeout=2.0))
+    for name in names[:60:7]:
+        owner = f"n{name.split(':')[1]}"
+        assert probed.servers(name) == {(lab.ns_addr, tcp_ports[owner])}, name
+    assert not probed.select("NOPE:X")
+
+    # pyepics (libca) with exactly the printed settings: read, write, read back every PV.
+    rw = client_run(lab, PYEPICS_RW, ["write", *names], client_env)
+    assert rw["connected"] == len(names)
+    expected = {n: {"F": 7.25, "I": 42, "S": "nsw"}[n.rsplit(":", 1)[1]] for n in names}
+    assert rw["values"] == expected
+    assert {h.rsplit(":", 1)[0] for h in rw["hosts"].values()} == {lab.ns_addr}
+    assert len(set(rw["hosts"].values())) == N_IOCS, "one TCP circuit per IOC: every name went to its own IOC"
+
+    # pyepics over TCP alone (EPICS_CA_NAME_SERVERS, no UDP address list at all).
+    tcp_only = {**client_env, "EPICS_CA_ADDR_LIST": ""}
+    ro = client_run(lab, PYEPICS_RW, ["read", *names], tcp_only)
+    assert ro["values"] == expected
+
+    # caproto's client with exactly the printed settings (it honours the ip field of the UDP answer).
+    assert client_run(lab, CAPROTO_RW, names, client_env) == \
+        {n: {"F": 3.5, "I": 7, "S": "cpw"}[n.rsplit(":", 1)[1]] for n in names}
+
+    # One IOC restarts (new TCP port): the name server keeps answering, and points at the new port.
+    assert cli(lab, state, "restart", "nslab", "n07", "--backend", "process").returncode == 0
+    after = client_run(lab, PYEPICS_RW, ["read", "NS:07:F", "NS:08:F"], client_env)
+    assert after["values"] == {"NS:07:F": 7.0, "NS:08:F": 3.5}
+
+    # Timing, in this one run: connect all 60 PVs via the name server, then via 20 host:port entries.
+    via_ns = [client_run(lab, PYEPICS_RW, ["read", *names], client_env)["elapsed"] for _ in range(CONNECT_RUNS)]
+    up_dp = cli_json(lab, state, "up", str(path), "--strategy", "distinct-ports", "--backend", "process",
+                     "--timeout", "300")
+    dp_env = up_dp["client_env"]
+    assert len(dp_env["EPICS_CA_ADDR_LIST"].split()) == N_IOCS and "EPICS_CA_NAME_SERVERS" not in dp_env
+    status = cli_json(lab, state, "status", "--fleet-name", "nslab", "--backend", "process")
+    assert "ca-nameserver" not in json.dumps(status), "switching strategy removes the name server"
+    via_dp = []
+    for _ in range(CONNECT_RUNS):
+        run = client_run(lab, PYEPICS_RW, ["read", *names], dp_env)
+        assert run["connected"] == len(names)
+        via_dp.append(run["elapsed"])
+    write_evidence(via_ns, via_dp, len(names))
+
+
+def write_evidence(via_ns: list[float], via_dp: list[float], n_pvs: int) -> None:
+    target = os.environ.get("IOCFLEET_EVIDENCE_DIR")
+    if not target:
+        return
+    Path(target).mkdir(parents=True, exist_ok=True)
+    data = {"iocs": N_IOCS, "pvs": n_pvs, "runs": CONNECT_RUNS, "client": "pyepics (libca), fresh process per run",
+            "name_server_s": via_ns, "distinct_ports_s": via_dp,
+            "name_server_median_s": statistics.median(via_ns), "distinct_ports_median_s": statistics.median(via_dp)}
+    (Path(target) / "nameserver-connect.json").write_text(json.dumps(data, indent=1))
