@@ -86,7 +86,18 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
-    return doctor.diagnose(obs)
+    return _name_servers(doctor.diagnose(obs), settings, names, options.timeout, snap, fleet_view, processes)
+
+
+def _name_servers(diagnosis, settings, names, timeout, snap, fleet_view, processes):
+    """Search through each EPICS_CA_NAME_SERVERS entry and check its answers (R15; doctor/nameservers.py)."""
+    from orchestrator.doctor import nameservers
+
+    if not settings.name_servers:
+        return diagnosis
+    reports = nameservers.probe([e for e in settings.name_servers if e.is_ip], list(names), max(timeout, 1.0))
+    owner = nameservers.owner_lookup(snap, fleet_view, [p for p in processes if p])
+    return nameservers.attach(diagnosis, reports, list(names), owner)
 
 
 def doctor_auto_broadcasts() -> list[str]:
