@@ -32,6 +32,9 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
         if with_repeater:
             # R12: the repeater is up before any IOC (or its health check) registers with it.
             services[ioc.name]["depends_on"] = [repeater_name(plan)]
+    from orchestrator.export import nameserver
+
+    services.update(nameserver.compose_services(plan, info, host))  # strategy name-server (R15)
     return {"services": escape_dollars(services)}
 
 

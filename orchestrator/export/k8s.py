@@ -46,6 +46,10 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
     for node, plan in plans.items():
         for ioc in plan.iocs:
             docs.append(ioc_deployment(plan, ioc, node, info, restarts, namespace))
+    from orchestrator.export import nameserver
+
+    docs += [nameserver.k8s_deployment(plan, node, info, namespace) for node, plan in plans.items()
+             if plan.name_server is not None]  # strategy name-server (R15): one per node, its IOCs only
     return docs
 
 

@@ -28,6 +28,9 @@ def stack_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater
         services[repeater_name(plan)] = repeater_service(plan, info, node)
     for ioc in plan.iocs:
         services[ioc.name] = ioc_service(plan, ioc, info, restarts, node)
+    from orchestrator.export import nameserver
+
+    services.update(nameserver.swarm_services(plan, info, node))  # strategy name-server (R15)
     return {
         "version": STACK_VERSION,
         "services": escape_dollars(services),
