@@ -27,6 +27,7 @@ from orchestrator.ca.probe import search
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 N_IOCS, N_SOFTIOC = 20, 6
+UNICAST_ROUNDS = 30
 CONNECT_RUNS = 3
 
 # Every PV named on the command line: connect (timed), read, write a new value with completion, read back.
@@ -137,6 +138,18 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
     # Routing only: a broadcast from the client subnet reaches nothing; a unicast to the shared port one IOC.
     lost = lab.call("client", lambda: search(["NS:00:F"], [(lab.ns_broadcast, 5064)], timeout=1.0))
     assert not lost.replies
+    unicast = lab.call("client", lambda: search(names, [(lab.ns_addr, 5064)], rounds=UNICAST_ROUNDS, timeout=1.5))
+    per_round: dict[int, set] = {}
+    for reply in unicast.replies:
+        per_round.setdefault(reply.round, set()).add(reply.server)
+    assert all(len(servers) == 1 for servers in per_round.values()), "R3: a unicast search reaches one IOC"
+    assert len(per_round) == UNICAST_ROUNDS
+    rows = [row("R3", f"unicast {lab.ns_addr}:5064, all {len(names)} names, {UNICAST_ROUNDS} searches",
+                "every search answered by exactly 1 of 20 IOCs",
+                f"{len(per_round)}/{UNICAST_ROUNDS} answered, max {max(map(len, per_round.values()))} IOC(s) per search",
+                True),
+            row("R15", f"subnet broadcast {lab.ns_broadcast}:5064 from the client subnet", "no answer (routing only)",
+                f"{len(lost.replies)} replies", True)]
 
     # The name server: the owning IOC's address and TCP port for every name, nothing for unknown names.
     tcp_ports = {i["name"]: i["tcp_port"] for i in up["iocs"]}
@@ -145,6 +158,12 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
         owner = f"n{name.split(':')[1]}"
         assert probed.servers(name) == {(lab.ns_addr, tcp_ports[owner])}, name
     assert not probed.select("NOPE:X")
+    rows += [row("R15", f"UDP search at the name server {endpoint} ({len(names[:60:7])} names)",
+                 "each answer names the owning IOC's address and TCP port",
+                 f"{sum(probed.servers(n) == {(lab.ns_addr, tcp_ports['n' + n.split(':')[1]])} for n in names[:60:7])}"
+                 f"/{len(names[:60:7])} right", True),
+             row("R15", "a name no IOC serves", "no answer (no negative answer in CA)",
+                 f"{len(probed.select('NOPE:X'))} replies", True)]
 
     # pyepics (libca) with exactly the printed settings: read, write, read back every PV.
     rw = client_run(lab, PYEPICS_RW, ["write", *names], client_env)
@@ -158,15 +177,25 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
     tcp_only = {**client_env, "EPICS_CA_ADDR_LIST": ""}
     ro = client_run(lab, PYEPICS_RW, ["read", *names], tcp_only)
     assert ro["values"] == expected
+    rows += [row("R15", "pyepics (libca), printed settings: read+write every PV", f"{len(names)}/{len(names)}",
+                 f"{sum(rw['values'][n] == expected[n] for n in names)}/{len(names)}, {len(set(rw['hosts'].values()))}"
+                 " circuits", True),
+             row("R15", "pyepics (libca), EPICS_CA_NAME_SERVERS only (TCP search)", f"{len(names)}/{len(names)}",
+                 f"{sum(ro['values'][n] == expected[n] for n in names)}/{len(names)}", True)]
 
     # caproto's client with exactly the printed settings (it honours the ip field of the UDP answer).
     assert client_run(lab, CAPROTO_RW, names, client_env) == \
         {n: {"F": 3.5, "I": 7, "S": "cpw"}[n.rsplit(":", 1)[1]] for n in names}
+    rows.append(row("R15", "caproto threading client, printed settings (UDP entry): write+read every PV",
+                    f"{len(names)}/{len(names)}", f"{len(names)}/{len(names)}", True))
 
     # One IOC restarts (new TCP port): the name server keeps answering, and points at the new port.
     assert cli(lab, state, "restart", "nslab", "n07", "--backend", "process").returncode == 0
     after = client_run(lab, PYEPICS_RW, ["read", "NS:07:F", "NS:08:F"], client_env)
     assert after["values"] == {"NS:07:F": 7.0, "NS:08:F": 3.5}
+    rows.append(row("R15", "IOC n07 restarted (new TCP port), then read through the name server",
+                    "answers, pointing at the new port", f"read {after['values']['NS:07:F']} from {after['hosts']['NS:07:F']}",
+                    True))
 
     # Timing, in this one run: connect all 60 PVs via the name server (first with its cache empty: just
     # restarted, so it must discover every IOC's port), then via 20 host:port entries.
@@ -186,7 +215,12 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
         run = client_run(lab, PYEPICS_RW, ["read", *names], dp_env)
         assert run["connected"] == len(names)
         via_dp.append(run["elapsed"])
-    write_evidence(cold["elapsed"], via_ns, via_dp, len(names))
+    write_evidence(cold["elapsed"], via_ns, via_dp, len(names), rows)
+
+
+def row(rule: str, check: str, predicted: str, measured: str, agree: bool) -> dict:
+    """One evidence row; every row is asserted before it is written, so `agree` is true when it lands."""
+    return {"rule": rule, "check": check, "predicted": predicted, "measured": measured, "agree": agree}
 
 
 def wait_listening(lab: RoutedLab, address, timeout: float = 30.0) -> None:
@@ -209,12 +243,12 @@ def wait_listening(lab: RoutedLab, address, timeout: float = 30.0) -> None:
             sock.close()
 
 
-def write_evidence(cold: float, via_ns: list[float], via_dp: list[float], n_pvs: int) -> None:
+def write_evidence(cold: float, via_ns: list[float], via_dp: list[float], n_pvs: int, rows: list[dict]) -> None:
     target = os.environ.get("IOCFLEET_EVIDENCE_DIR")
     if not target:
         return
     Path(target).mkdir(parents=True, exist_ok=True)
     data = {"iocs": N_IOCS, "pvs": n_pvs, "runs": CONNECT_RUNS, "client": "pyepics (libca), fresh process per run",
-            "name_server_cold_s": cold, "name_server_s": via_ns, "distinct_ports_s": via_dp,
+            "rows": rows, "name_server_cold_s": cold, "name_server_s": via_ns, "distinct_ports_s": via_dp,
             "name_server_median_s": statistics.median(via_ns), "distinct_ports_median_s": statistics.median(via_dp)}
     (Path(target) / "nameserver-connect.json").write_text(json.dumps(data, indent=1))
