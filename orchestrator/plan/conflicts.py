@@ -27,6 +27,7 @@ def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozens
         *_uids(plan),
         *_repeater(plan, snapshot),
         *_name_server(plan, snapshot, own_pids),
+        *_fanout(plan),
     ]
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
@@ -207,3 +208,9 @@ def _name_server(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int]) -
     from orchestrator.plan import nameserver
 
     return nameserver.check(plan, snapshot, own_pids)
+
+
+def _fanout(plan: Plan) -> list[Finding]:
+    from orchestrator.plan import fanout
+
+    return fanout.check(plan)

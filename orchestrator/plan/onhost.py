@@ -48,4 +48,8 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
         snapshot = host.snapshot(extra_ports=range(base, min(base + count + 3, 65536)), as_uid=ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = tuple(conflicts.check(result, snapshot, own_pids))
+    if result.fanout is not None:  # network.fanout needs nft and CAP_NET_ADMIN here (R17)
+        from orchestrator.run.fanout import preflight
+
+        findings = tuple(sorted((*findings, *preflight(result.fanout)), key=lambda f: f.severity != "error"))
     return PlannedFleet(fleet, snapshot, result, findings)

@@ -126,6 +126,10 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             _start_all(backend, plan, to_start, hashes, progress, repeater)
             if _name_server(backend, plan, actual, progress):
                 starting.add(NAME_SERVER)
+            if plan.fanout is not None:  # network.fanout: dnat (R17): the fleet's own nftables table
+                from orchestrator.run import fanout
+
+                fanout.apply(plan.fanout)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet))
             result.report = report
             result.instances = backend.instances(plan.fleet)
@@ -220,6 +224,9 @@ def down(backend: Backend, fleet: str) -> list[Instance]:
     for inst in sorted(removed, key=lambda i: i.role == "repeater"):
         backend.remove(inst)
     _forget_names(fleet)
+    from orchestrator.run import fanout
+
+    fanout.remove(fleet)  # the fleet's nftables table, if it has one (also after a crash)
     return removed
 
 

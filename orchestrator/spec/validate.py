@@ -6,7 +6,7 @@ import difflib
 import re
 
 from orchestrator.errors import SpecError
-from orchestrator.spec.model import CLIENT_PLACES, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
+from orchestrator.spec.model import CLIENT_PLACES, FANOUTS, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
 from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, line_of, type_name, unknown_keys
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
 
@@ -27,7 +27,7 @@ PLAN_OWNED_ENV = (
 
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
-NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
+NETWORK_KEYS = ("interface", "strategy", "base_port", "clients", "fanout")
 IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "limits", "restart",
             "host")
 LIMIT_KEYS = ("memory", "pids")
@@ -138,6 +138,7 @@ def _network(data, line: int, problems: Problems) -> NetworkSpec:
         base_port=check_int(data, "base_port", "network.base_port", 5064, 1024, 65535 - MAX_REPLICAS, problems,
                        "use a port from 1024 to 65279 (the CA default is 5064)"),
         clients=check_choice(data, "clients", "network.clients", CLIENT_PLACES, "auto", problems),
+        fanout=check_choice(data, "fanout", "network.fanout", FANOUTS, "none", problems),
     )
 
 

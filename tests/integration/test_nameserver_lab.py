@@ -1,7 +1,8 @@
 """Strategy name-server (R15) in a routed lab: client namespace -> router -> IOC host, routing only.
 
-A 20-IOC fleet on one shared port runs (process backend) in the IOC host namespace; its client settings
-are exactly what `iocfleet up` printed. From the client namespace, where no broadcast reaches the
+A 20-IOC fleet on one shared port runs in the IOC host: a namespace of its own (process backend), or the
+root namespace behind a test-made veth (docker backend: host-network containers live there); its client
+settings are exactly what `iocfleet up` printed. From the client namespace, where no broadcast reaches the
 fleet, pyepics (libca, EPICS_CA_NAME_SERVERS over TCP) and caproto's client (the UDP entry) read and
 write every PV. The same run measures the time to connect all 60 PVs through the name server against
 the 20 host:port entries of distinct-ports, and writes it to $IOCFLEET_EVIDENCE_DIR/nameserver-connect.json
@@ -21,7 +22,8 @@ import pytest
 import yaml
 
 from cli_run import base_env
-from labnet import RoutedLab, routed_lab  # noqa: F401  (fixture)
+from cli_run import labelled_containers
+from labnet import RoutedLab, make_routed_lab
 from orchestrator.ca.probe import search
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
@@ -85,7 +87,7 @@ def declared(iocs) -> list[str]:
     return [ioc["prefix"] + pv["name"] for ioc in iocs for pv in ioc["pvs"]]
 
 
-def cli(lab: RoutedLab, state: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+def cli(lab: RoutedLab, state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_STATE_HOME": str(state)}
     return subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.cli", *args], "ns"), env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -109,51 +111,66 @@ def exported(text: str) -> dict:
     return dict(line.removeprefix("export ").split("=", 1) for line in text.splitlines() if line.startswith("export "))
 
 
-@pytest.fixture
-def routed_fleet(routed_lab, tmp_path):
+# process: the IOC host is a namespace of its own (port 5064 there is ours alone); docker: host-network
+# containers live in the root namespace, so the IOC host is the root namespace with a veth to the router.
+BASE_PORT = {"process": 5064, "docker": 24064}
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def routed_fleet(request, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    backend = request.param
     state = tmp_path / "state"
     state.mkdir()
     iocs = fleet_iocs()
     path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump({"fleet": "nslab", "network": {"interface": routed_lab.ns_veth,
-                                                                   "clients": "routed"}, "iocs": iocs}))
-    yield routed_lab, state, path, iocs
-    cli(routed_lab, state, "down", "--fleet-name", "nslab", "--backend", "process", timeout=120)
+    fleet = f"nslab-{backend}"
+    with make_routed_lab(host_in_root=backend == "docker") as lab:
+        path.write_text(yaml.safe_dump({"fleet": fleet, "network": {
+            "interface": lab.ns_veth, "clients": "routed", "base_port": BASE_PORT[backend]}, "iocs": iocs}))
+        try:
+            yield lab, state, path, iocs, backend, fleet
+        finally:
+            cli(lab, state, "down", "--fleet-name", fleet, "--backend", backend, timeout=300)
+            if backend == "docker" and labelled_containers(fleet):
+                subprocess.run(["docker", "rm", "-f", *labelled_containers(fleet)], capture_output=True, timeout=120)
 
 
 def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_through_the_name_server(routed_fleet):
-    lab, state, path, iocs = routed_fleet
+    lab, state, path, iocs, backend, fleet = routed_fleet
+    port = BASE_PORT[backend]
     names = declared(iocs)
     plan = cli_json(lab, state, "plan", str(path))
     assert plan["strategy"] == "name-server", "auto picks the name server for 20 IOCs and routed clients"
-    assert {i["udp_port"] for i in plan["iocs"]} == {5064}
+    assert {i["udp_port"] for i in plan["iocs"]} == {port}
 
-    up = cli_json(lab, state, "up", str(path), "--backend", "process", "--timeout", "300")
+    up = cli_json(lab, state, "up", str(path), "--backend", backend, "--timeout", "300", timeout=1200)
     client_env = up["client_env"]
-    endpoint = f"{lab.ns_addr}:5066"
+    endpoint = f"{lab.ns_addr}:{port + 2}"
     assert client_env == {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": endpoint,
                           "EPICS_CA_NAME_SERVERS": endpoint}
     assert exported(cli(lab, state, "env", str(path)).stdout) == client_env, "env prints what up printed"
 
     # Routing only: a broadcast from the client subnet reaches nothing; a unicast to the shared port one IOC.
-    lost = lab.call("client", lambda: search(["NS:00:F"], [(lab.ns_broadcast, 5064)], timeout=1.0))
+    lost = lab.call("client", lambda: search(["NS:00:F"], [(lab.ns_broadcast, port)], timeout=1.0))
     assert not lost.replies
-    unicast = lab.call("client", lambda: search(names, [(lab.ns_addr, 5064)], rounds=UNICAST_ROUNDS, timeout=1.5))
+    unicast = lab.call("client", lambda: search(names, [(lab.ns_addr, port)], rounds=UNICAST_ROUNDS, timeout=1.5))
     per_round: dict[int, set] = {}
     for reply in unicast.replies:
         per_round.setdefault(reply.round, set()).add(reply.server)
     assert all(len(servers) == 1 for servers in per_round.values()), "R3: a unicast search reaches one IOC"
     assert len(per_round) == UNICAST_ROUNDS
-    rows = [row("R3", f"unicast {lab.ns_addr}:5064, all {len(names)} names, {UNICAST_ROUNDS} searches",
+    rows = [row("R3", f"unicast {lab.ns_addr}:{port}, all {len(names)} names, {UNICAST_ROUNDS} searches",
                 "every search answered by exactly 1 of 20 IOCs",
                 f"{len(per_round)}/{UNICAST_ROUNDS} answered, max {max(map(len, per_round.values()))} IOC(s) per search",
                 True),
-            row("R15", f"subnet broadcast {lab.ns_broadcast}:5064 from the client subnet", "no answer (routing only)",
+            row("R15", f"subnet broadcast {lab.ns_broadcast}:{port} from the client subnet", "no answer (routing only)",
                 f"{len(lost.replies)} replies", True)]
 
     # The name server: the owning IOC's address and TCP port for every name, nothing for unknown names.
     tcp_ports = {i["name"]: i["tcp_port"] for i in up["iocs"]}
-    probed = lab.call("client", lambda: search(names[:60:7] + ["NOPE:X"], [(lab.ns_addr, 5066)], timeout=2.0))
+    probed = lab.call("client", lambda: search(names[:60:7] + ["NOPE:X"], [(lab.ns_addr, port + 2)], timeout=2.0))
     for name in names[:60:7]:
         owner = f"n{name.split(':')[1]}"
         assert probed.servers(name) == {(lab.ns_addr, tcp_ports[owner])}, name
@@ -190,7 +207,7 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
                     f"{len(names)}/{len(names)}", f"{len(names)}/{len(names)}", True))
 
     # One IOC restarts (new TCP port): the name server keeps answering, and points at the new port.
-    assert cli(lab, state, "restart", "nslab", "n07", "--backend", "process").returncode == 0
+    assert cli(lab, state, "restart", fleet, "n07", "--backend", backend).returncode == 0
     after = client_run(lab, PYEPICS_RW, ["read", "NS:07:F", "NS:08:F"], client_env)
     assert after["values"] == {"NS:07:F": 7.0, "NS:08:F": 3.5}
     rows.append(row("R15", "IOC n07 restarted (new TCP port), then read through the name server",
@@ -199,23 +216,23 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
 
     # Timing, in this one run: connect all 60 PVs via the name server (first with its cache empty: just
     # restarted, so it must discover every IOC's port), then via 20 host:port entries.
-    assert cli(lab, state, "restart", "nslab", "ca-nameserver", "--backend", "process").returncode == 0
-    wait_listening(lab, (lab.ns_addr, 5066))
+    assert cli(lab, state, "restart", fleet, "ca-nameserver", "--backend", backend).returncode == 0
+    wait_listening(lab, (lab.ns_addr, port + 2))
     cold = client_run(lab, PYEPICS_RW, ["read", *names], client_env)
     assert cold["connected"] == len(names)
     via_ns = [client_run(lab, PYEPICS_RW, ["read", *names], client_env)["elapsed"] for _ in range(CONNECT_RUNS)]
-    up_dp = cli_json(lab, state, "up", str(path), "--strategy", "distinct-ports", "--backend", "process",
-                     "--timeout", "300")
+    up_dp = cli_json(lab, state, "up", str(path), "--strategy", "distinct-ports", "--backend", backend,
+                     "--timeout", "300", timeout=1200)
     dp_env = up_dp["client_env"]
     assert len(dp_env["EPICS_CA_ADDR_LIST"].split()) == N_IOCS and "EPICS_CA_NAME_SERVERS" not in dp_env
-    status = cli_json(lab, state, "status", "--fleet-name", "nslab", "--backend", "process")
+    status = cli_json(lab, state, "status", "--fleet-name", fleet, "--backend", backend)
     assert "ca-nameserver" not in json.dumps(status), "switching strategy removes the name server"
     via_dp = []
     for _ in range(CONNECT_RUNS):
         run = client_run(lab, PYEPICS_RW, ["read", *names], dp_env)
         assert run["connected"] == len(names)
         via_dp.append(run["elapsed"])
-    write_evidence(cold["elapsed"], via_ns, via_dp, len(names), rows)
+    write_evidence(backend, cold["elapsed"], via_ns, via_dp, len(names), rows)
 
 
 def row(rule: str, check: str, predicted: str, measured: str, agree: bool) -> dict:
@@ -243,12 +260,13 @@ def wait_listening(lab: RoutedLab, address, timeout: float = 30.0) -> None:
             sock.close()
 
 
-def write_evidence(cold: float, via_ns: list[float], via_dp: list[float], n_pvs: int, rows: list[dict]) -> None:
+def write_evidence(backend: str, cold: float, via_ns: list[float], via_dp: list[float], n_pvs: int, rows: list[dict]) -> None:
     target = os.environ.get("IOCFLEET_EVIDENCE_DIR")
     if not target:
         return
     Path(target).mkdir(parents=True, exist_ok=True)
-    data = {"iocs": N_IOCS, "pvs": n_pvs, "runs": CONNECT_RUNS, "client": "pyepics (libca), fresh process per run",
+    data = {"backend": backend, "iocs": N_IOCS, "pvs": n_pvs, "runs": CONNECT_RUNS, "client": "pyepics (libca), fresh process per run",
             "rows": rows, "name_server_cold_s": cold, "name_server_s": via_ns, "distinct_ports_s": via_dp,
             "name_server_median_s": statistics.median(via_ns), "distinct_ports_median_s": statistics.median(via_dp)}
-    (Path(target) / "nameserver-connect.json").write_text(json.dumps(data, indent=1))
+    name = "nameserver-connect.json" if backend == "process" else f"nameserver-connect-{backend}.json"
+    (Path(target) / name).write_text(json.dumps(data, indent=1))
