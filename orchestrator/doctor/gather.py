@@ -86,7 +86,10 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     processes = tuple(_process(pid, fleet_view) for pid in sorted({h.pid for h in snap.ca_ports if h.pid}))
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes))
-    return _name_servers(doctor.diagnose(obs), settings, names, options.timeout, snap, fleet_view, processes)
+    diagnosis = _name_servers(doctor.diagnose(obs), settings, names, options.timeout, snap, fleet_view, processes)
+    from orchestrator.doctor import fanout
+
+    return fanout.attach(diagnosis, fanout.active_rules())  # network.fanout: dnat (R17)
 
 
 def _name_servers(diagnosis, settings, names, timeout, snap, fleet_view, processes):

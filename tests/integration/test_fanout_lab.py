@@ -77,6 +77,17 @@ def test_dnat_fanout_makes_unicast_to_the_host_reach_every_ioc_and_down_removes_
         assert reach(lab, "peer", names, (lab.ns_addr, 5064)) == {n: ROUNDS for n in names}
         assert reach(lab, "ns", names, ("127.0.0.1", 5064)) == {n: ROUNDS for n in names}
 
+        # The doctor on the IOC host recognises the fan-out: reach 1.0 on the unicast path, explained.
+        doctor = subprocess.run(lab.argv([sys.executable, "-m", "orchestrator.doctor", "--addr-list", lab.ns_addr,
+                                          "--auto-addr-list", "no", "--names", *names, "--repeat", "10", "--json"],
+                                         "ns"), env={**os.environ, "XDG_STATE_HOME": str(state)},
+                                capture_output=True, text=True, timeout=120)
+        report = json.loads(doctor.stdout)
+        (unicast,) = report["paths"]
+        assert unicast["kind"] == f"fan-out to {lab.broadcast}" and {i["reach"] for i in unicast["iocs"]} == {1.0}
+        codes = {f["code"] for f in report["findings"]}
+        assert "fanout-active" in codes and "unicast-addr-list-multi-ioc" not in codes
+
         # Without the table (deleted by hand): each unicast search reaches one IOC again (R3).
         subprocess.run(lab.argv(["nft", "delete", "table", "ip", table_name("fan")], "ns"), check=True, timeout=20)
         without = reach(lab, "peer", names, (lab.ns_addr, 5064))

@@ -40,3 +40,21 @@ def test_answers_name_the_fleet_ioc_listening_on_the_port():
     assert data["answers"] == [{"name": "C", "server": "10.0.0.5:40003", "ioc": "motor", "served": True,
                                 "problem": ""}]
     assert owner(("10.0.0.5", 1)) is None
+
+
+def test_a_fanned_out_unicast_path_is_explained_not_flagged():
+    from orchestrator.doctor import fanout
+    from orchestrator.doctor.model import Diagnosis, IOCReach, PathReport
+    from orchestrator.ca.env import client_settings
+    from orchestrator.plan.model import Finding
+
+    path = PathReport("198.18.1.2", 5064, "unicast", (IOCReach("a", 1, None, 1.0, "198.18.1.2:5064", 0.5, 1),
+                                                      IOCReach("b", 2, None, 1.0, "198.18.1.2:40000", 0.5, 1)),
+                      (), None, False, 40)
+    warn = Finding("prediction-mismatch", "warning", "EPICS_CA_ADDR_LIST=198.18.1.2: measured reach differs", "x")
+    other = Finding("beacon-auto", "warning", "pid 7 beacons", "y")
+    d = Diagnosis(client_settings({}), (warn, other), (path,), (), {"names": 2})
+    out = fanout.attach(d, [("198.18.1.2", 5064, "198.18.1.255", "iocfleet_f")])
+    assert out.paths[0].kind == "fan-out to 198.18.1.255" and out.paths[0].matches_prediction is None
+    assert [f.code for f in out.findings] == ["beacon-auto", "fanout-active"]
+    assert fanout.attach(d, []) is d
