@@ -49,12 +49,16 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
-             force: bool, keep_on_failure: bool, progress=None):
-    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`."""
+             force: bool, keep_on_failure: bool, progress=None, fanout: str | None = None):
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`; `fanout` overrides network.fanout."""
+    import dataclasses
+
     from orchestrator.spec import model as spec
     from orchestrator.run.backends import select
 
     fleet = spec.load(fleet_file)
+    if fanout is not None:
+        fleet = dataclasses.replace(fleet, network=dataclasses.replace(fleet.network, fanout=fanout))
     backend = select(backend_name)
     if progress:
         progress(f"backend: {backend.name}")

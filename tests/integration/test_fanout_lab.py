@@ -92,8 +92,10 @@ def test_dnat_fanout_makes_unicast_to_the_host_reach_every_ioc_and_down_removes_
         subprocess.run(lab.argv(["nft", "delete", "table", "ip", table_name("fan")], "ns"), check=True, timeout=20)
         without = reach(lab, "peer", names, (lab.ns_addr, 5064))
         assert sum(without.values()) == ROUNDS and max(without.values()) < ROUNDS, without
-        # `up` again puts it back (nothing else changes).
-        assert cli(lab, state, "up", str(path), "--backend", "process").returncode == 0
+        # `up` again puts it back (nothing else changes); `--fanout dnat` on a file without the key does the same.
+        path.write_text(yaml.safe_dump({"fleet": "fan", "network": {"interface": lab.ns_veth}, "iocs": iocs}))
+        again = cli(lab, state, "up", str(path), "--backend", "process", "--fanout", "dnat")
+        assert again.returncode == 0, again.stderr[-2000:]
         assert reach(lab, "peer", names, (lab.ns_addr, 5064)) == {n: ROUNDS for n in names}
     finally:
         down = cli(lab, state, "down", "--fleet-name", "fan", "--backend", "process")
