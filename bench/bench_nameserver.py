@@ -21,22 +21,32 @@ from report import write_section
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run() -> dict:
+def run() -> list[dict]:
     with tempfile.TemporaryDirectory() as evidence:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                "tests/integration/test_nameserver_lab.py"], cwd=ROOT, text=True,
                               env={**__import__("os").environ, "IOCFLEET_EVIDENCE_DIR": evidence})
         if proc.returncode != 0:
             sys.exit(f"the lab test failed (exit {proc.returncode})")
-        return json.loads((Path(evidence) / "nameserver-connect.json").read_text())
+        return load(Path(evidence))
+
+
+def load(evidence: Path) -> list[dict]:
+    """The evidence of each backend the lab test ran (process first)."""
+    runs = [json.loads(p.read_text()) for p in evidence.glob("nameserver-connect*.json")]
+    return sorted(runs, key=lambda d: d.get("backend", "process") != "process")
+
+
+def render_all(runs: list[dict]) -> str:
+    return "\n\n".join(f"**{d.get('backend', 'process')} backend**\n\n{render(d)}" for d in runs)
 
 
 def render(d: dict) -> str:
     ns, dp = d["name_server_median_s"], d["distinct_ports_median_s"]
     runs = lambda xs: ", ".join(f"{x * 1000:.0f}" for x in xs)  # noqa: E731
     return "\n".join([
-        f"{d['iocs']} IOCs x 3 PVs ({d['pvs']} PVs), client namespace -> router -> IOC host namespace (routing "
-        f"only), process backend; {d['client']}; time from creating the {d['pvs']} channels until all are "
+        f"{d['iocs']} IOCs x 3 PVs ({d['pvs']} PVs), client namespace -> router -> IOC host (routing "
+        f"only), {d.get('backend', 'process')} backend; {d['client']}; time from creating the {d['pvs']} channels until all are "
         f"connected; median of {d['runs']} runs each, in one run of the lab.",
         "",
         "| client settings | entries | runs (ms) | median | vs. distinct ports |",
@@ -62,9 +72,10 @@ def _verdict(ratio: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the section of docs/benchmarks.md")
+    parser.add_argument("--from", dest="source", type=Path, help="render an evidence directory of an earlier run")
     args = parser.parse_args()
-    data = run()
-    body = render(data)
+    data = load(args.source) if args.source else run()
+    body = render_all(data)
     print(body)
     if args.write:
         write_section("Name server vs distinct ports (routed clients)", body)

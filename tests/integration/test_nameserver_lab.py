@@ -71,6 +71,14 @@ print(json.dumps(out))
 """
 
 
+# caproto's sync client (what caproto-get uses): one read per name, each a search of its own.
+CAPROTO_SYNC_READ = r"""
+import json, sys
+from caproto.sync.client import read
+print(json.dumps({n: read(n, timeout=10, repeater=False).data[0].item() for n in sys.argv[1:]}))
+"""
+
+
 def fleet_iocs() -> list[dict]:
     iocs = []
     for i in range(N_IOCS):
@@ -205,6 +213,10 @@ def test_twenty_iocs_on_one_port_are_read_and_written_from_another_subnet_throug
         {n: {"F": 3.5, "I": 7, "S": "cpw"}[n.rsplit(":", 1)[1]] for n in names}
     rows.append(row("R15", "caproto threading client, printed settings (UDP entry): write+read every PV",
                     f"{len(names)}/{len(names)}", f"{len(names)}/{len(names)}", True))
+    sync = client_run(lab, CAPROTO_SYNC_READ, names[::3], client_env)  # one PV of every IOC
+    assert sync == {n: 3.5 for n in names[::3]}
+    rows.append(row("R15", "caproto sync client (caproto-get), printed settings: one PV of every IOC",
+                    f"{len(names[::3])}/{len(names[::3])}", f"{len(sync)}/{len(names[::3])}", True))
 
     # One IOC restarts (new TCP port): the name server keeps answering, and points at the new port.
     assert cli(lab, state, "restart", fleet, "n07", "--backend", backend).returncode == 0
