@@ -53,6 +53,16 @@ def test_name_server_fleet_serves_every_pv_learns_new_names_without_restart_and_
     assert {s[0] for s in found.servers(f"{tag}:3:V")} == {"127.0.0.1"} and not found.select("NOT:OURS")
     assert pyepics_read([f"{tag}:3:V"], env) == {f"{tag}:3:V": 3.0}
 
+    # The doctor, given the fleet, searches through its name server over TCP and names each PV's IOC.
+    doctor = iocfleet("doctor", "--fleet", str(path), "--backend", backend, "--repeat", "3", "--json", state=state)
+    report = json.loads(doctor.stdout)
+    (ns,) = report["name_servers"]
+    assert ns["connected"] and not ns["unanswered"]
+    assert {a["name"]: a["ioc"] for a in ns["answers"] if a["name"].endswith(":V")} == \
+        {f"{tag}:{i}:V": f"k{i}" for i in range(4)}
+    assert all(a["served"] for a in ns["answers"])
+    assert not [f for f in report["findings"] if f["code"].startswith("name-server")]
+
     iocfleet("down", "--fleet-name", fleet, "--backend", backend, state=state, check=True)
     assert not list((state / "iocfleet" / "nameservers").glob(f"{fleet}*"))
     assert not search([f"{tag}:0:V"], [("127.0.0.1", port + 2)], timeout=1.0).replies
