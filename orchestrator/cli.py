@@ -196,14 +196,16 @@ def _finite(value: float, name: str) -> float:
 @click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
 @click.option("--force", is_flag=True, help="Start even with error findings.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave started IOCs running when `up` fails.")
-def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure) -> None:
+@click.option("--fanout", type=click.Choice(["none", "dnat"]), default=None,
+              help="Override network.fanout: dnat makes unicast to this host reach every IOC (R17).")
+def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure, fanout) -> None:
     """Start the fleet and wait until every PV is connectable through the printed client settings."""
     from orchestrator.render import diff_text, progress_printer, up_text
     from orchestrator.run.service import up_fleet
 
     progress = progress_printer(sys.stderr, not as_json)
     result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress,
-                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True))
+                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True), fanout=fanout)
     if as_json:
         click.echo(_json(result.to_dict()))
     else:

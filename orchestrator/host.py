@@ -365,3 +365,33 @@ def processes_with_argument(argument: str) -> list[tuple[int, tuple[str, ...]]]:
             out.append((proc.pid, cmd))
     return out
 
+
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin() -> bool:
+    """Whether this process holds CAP_NET_ADMIN (root usually does)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def nftables_problem() -> tuple[str, str] | None:
+    """Why this process cannot manage an nftables table here, as (problem, fix); None when it can."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None:
+        return ("the `nft` command (nftables) is not installed", "install nftables (apt-get install nftables)")
+    if not has_net_admin():
+        return ("this process lacks CAP_NET_ADMIN (root) to create an nftables table", "run it as root")
+    probe = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=20)
+    if probe.returncode != 0:
+        return (f"nftables does not work here: {probe.stderr.strip()[:200]}", "load nf_tables (modprobe nf_tables)")
+    return None
+

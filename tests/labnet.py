@@ -307,3 +307,95 @@ def lab_nobrd() -> Iterator[Lab]:
     _require_root()
     with make_lab(peer_in_namespace=False, tag="nb", peer_brd=False) as made:
         yield made
+
+
+@dataclass(frozen=True)
+class RoutedLab:
+    """Three namespaces in a line: client (`client_ns`) -> router (`router_ns`) -> IOC host (`ns`).
+
+    Two /24 subnets joined only by IP forwarding in the router: a client broadcast never reaches the IOC
+    host's subnet (Linux does not forward directed broadcasts), so only unicast crosses, as for a client
+    on another subnet. Nothing lives in the root namespace, unless the lab was made with
+    `host_in_root=True` (for Docker's host-network containers): then the root namespace is the IOC host
+    (`ns` is None) with a test-made veth to the router and a route to the client subnet only.
+    """
+
+    ns: str | None  # the IOC host (None: the root namespace)
+    ns_veth: str
+    ns_addr: str
+    ns_broadcast: str
+    router_ns: str
+    client_ns: str
+    client_addr: str
+    client_broadcast: str
+
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.client_ns, self.router_ns, self.ns) if n)
+
+    def argv(self, argv: list[str], where: str = "ns") -> list[str]:
+        ns = {"ns": self.ns, "client": self.client_ns, "router": self.router_ns}[where]
+        return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+
+    def call(self, where: str, fn: Callable[[], T]) -> T:
+        ns = {"ns": self.ns, "client": self.client_ns, "router": self.router_ns}[where]
+        return call_in_netns(ns, fn) if ns else fn()
+
+
+@contextlib.contextmanager
+def make_routed_lab(tag: str = "r", host_in_root: bool = False) -> Iterator[RoutedLab]:
+    """Create a routed lab (see RoutedLab); yield it; always remove its namespaces (and root veth)."""
+    k = next(_counter)
+    pid = os.getpid()
+    base = f"iocf{tag}{pid}x{k}"
+    host_ns, router_ns, client_ns = (None if host_in_root else f"{base}h"), f"{base}r", f"{base}c"
+    host_end = f"ivh{pid}x{k}"[:15] if host_in_root else "vh"
+    root_veth = host_end if host_in_root else None
+    try:
+        for ns in (host_ns, router_ns, client_ns):
+            if ns:
+                ip("netns", "add", ns)
+                ip("-n", ns, "link", "set", "lo", "up")
+        with open(LOCK_PATH, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = used_networks()
+            client_net = free_subnet(used)
+            host_net = free_subnet([*used, client_net])
+            c_addr, rc_addr = (str(a) for a in itertools.islice(client_net.hosts(), 2))
+            rh_addr, h_addr = (str(a) for a in itertools.islice(host_net.hosts(), 2))
+            links = ((client_ns, "vc", c_addr, "vrc", rc_addr, client_net),
+                     (host_ns, host_end, h_addr, "vrh", rh_addr, host_net))
+            for ns, end, addr, router_end, router_addr, net in links:
+                where = ["netns", ns] if ns else ["netns", "1"]  # netns 1: the root namespace (pid 1's)
+                at = ["-n", ns] if ns else []
+                ip("-n", router_ns, "link", "add", router_end, "type", "veth", "peer", "name", end, *where)
+                ip("-n", router_ns, "addr", "add", f"{router_addr}/{net.prefixlen}", "brd", "+", "dev", router_end)
+                # The root-side address (and so its route) is added under the lock: the next lab sees it.
+                ip(*at, "addr", "add", f"{addr}/{net.prefixlen}", "brd", "+", "dev", end)
+                ip("-n", router_ns, "link", "set", router_end, "up")
+                ip(*at, "link", "set", end, "up")
+                if ns:
+                    ip(*at, "route", "add", "default", "via", router_addr)
+                else:  # the root namespace keeps its default route: only the client subnet goes via the lab
+                    ip("route", "add", str(client_net), "via", router_addr, "dev", end)
+        subprocess.run(["ip", "netns", "exec", router_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True, capture_output=True, timeout=20)
+        yield RoutedLab(host_ns, host_end, h_addr, str(host_net.broadcast_address), router_ns, client_ns, c_addr,
+                        str(client_net.broadcast_address))
+    finally:
+        destroy(tuple(n for n in (client_ns, router_ns, host_ns) if n), root_veth)
+
+
+@pytest.fixture
+def routed_lab() -> Iterator[RoutedLab]:
+    """Client namespace -> router namespace -> IOC host namespace, routing only (see RoutedLab)."""
+    _require_root()
+    with make_routed_lab() as made:
+        yield made
+
+
+@pytest.fixture
+def routed_lab_root() -> Iterator[RoutedLab]:
+    """Client namespace -> router namespace -> this host (root namespace), for host-network containers."""
+    _require_root()
+    with make_routed_lab(host_in_root=True) as made:
+        yield made

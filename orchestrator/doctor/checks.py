@@ -50,7 +50,7 @@ def _udp_holders(obs: Observation, procs: dict) -> list[Finding]:
     for port in server_ports(obs):
         holders = obs.snapshot.holders("udp", port)
         for h in holders:
-            if h.reuse_ok is False:
+            if h.reuse_ok is False and not _name_server(procs.get(h.pid)):
                 out.append(Finding(
                     "port-held-without-reuse", ERROR,
                     f"UDP {h.address}:{port} is held by {who(h, procs)} without SO_REUSEADDR|SO_REUSEPORT: "
@@ -237,3 +237,10 @@ def _auto(obs: Observation) -> list[Finding]:
         f"({targets}); {probed}",
         "set EPICS_CA_AUTO_ADDR_LIST=NO and list exactly where your IOCs are in EPICS_CA_ADDR_LIST",
         "R13")]
+
+
+def _name_server(proc) -> bool:
+    """iocfleet's name server holds its port without reuse on purpose: a second one must fail (R15)."""
+    from orchestrator.doctor.nameservers import is_name_server
+
+    return is_name_server(proc)

@@ -110,7 +110,22 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
     obs = doctor.Observation(settings, snap, tuple(destinations), tuple(p for p in processes if p), result,
                              fleet_view, options.probe_auto, tuple(unresolved), tuple(notes), fixed_result,
                              unsearchable)
-    return with_stale(doctor.diagnose(obs), fleet_view, snap)
+    diagnosis = _name_servers(with_stale(doctor.diagnose(obs), fleet_view, snap), settings, names, options.timeout,
+                              snap, fleet_view, processes)
+    from orchestrator.doctor import fanout
+
+    return fanout.attach(diagnosis, fanout.active_rules())  # network.fanout: dnat (R17)
+
+
+def _name_servers(diagnosis, settings, names, timeout, snap, fleet_view, processes):
+    """Search through each EPICS_CA_NAME_SERVERS entry and check its answers (R15; doctor/nameservers.py)."""
+    from orchestrator.doctor import nameservers
+
+    if not settings.name_servers:
+        return diagnosis
+    reports = nameservers.probe([e for e in settings.name_servers if e.is_ip], list(names), max(timeout, 1.0))
+    owner = nameservers.owner_lookup(snap, fleet_view, [p for p in processes if p])
+    return nameservers.attach(diagnosis, reports, list(names), owner)
 
 
 def with_stale(diagnosis, fleet_view, snap):

@@ -151,7 +151,11 @@ def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, na
     procs = {p.pid: p for p in obs.processes}
     kind = _kind(dest[0], obs.snapshot)
     prediction = None
-    if kind != "remote":
+    from orchestrator.doctor.nameservers import name_server_port
+
+    if kind != "remote" and name_server_port(dest[1], obs.snapshot, procs):
+        kind = "name server"  # it answers for the IOCs (R15): no socket model predicts who answers
+    elif kind != "remote":
         prediction = rules.predict(model_sockets(dest[1], obs, procs), rules.Datagram(dest[0], dest[1]),
                                    obs.snapshot.interfaces)
     rounds = obs.probe.rounds
@@ -403,6 +407,10 @@ def text(d: Diagnosis) -> str:
                 f"{s['ioc']} pid {s['pid']} at {s['server']}" if s["pid"] else s["server"] for s in dup["servers"]))
         if len(p.duplicates) > 5:
             out.append(f"  ... {len(p.duplicates) - 5} more duplicate name(s)")
+    if d.name_servers:
+        from orchestrator.doctor.nameservers import text as name_server_text
+
+        out += name_server_text(d.name_servers)
     out += ["", "findings:" if d.findings else "findings: none"]
     for f in d.findings:
         out += [f"  {f.severity}: {f.code} [{f.rule}]: {f.message}", f"    fix: {f.fix}"]

@@ -130,6 +130,7 @@ class Diagnosis:
     holders: tuple[dict, ...]
     probe: dict
     notes: tuple[str, ...] = field(default=())
+    name_servers: tuple[dict, ...] = field(default=())  # doctor.nameservers: one report per EPICS_CA_NAME_SERVERS entry
 
     @property
     def has_errors(self) -> bool:
@@ -157,4 +158,5 @@ class Diagnosis:
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "ok": not self.has_errors, "client": self.client.to_dict(),
                 "findings": [f.to_dict() for f in self.findings], "paths": [p.to_dict() for p in self.paths],
-                "ports": list(self.holders), "probe": self.probe, "notes": list(self.notes)}
+                "ports": list(self.holders), "probe": self.probe, "notes": list(self.notes),
+                "name_servers": list(self.name_servers)}

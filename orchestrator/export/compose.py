@@ -38,6 +38,7 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
         if with_repeater:
             # R12: the repeater is up before any IOC (or its health check) registers with it.
             services[ioc.name]["depends_on"] = [repeater_name(plan)]
+    services.update(nameserver_services(plan, info, host))  # strategy name-server (R15)
     doc: dict = {} if v1 else {"name": project_name(plan.fleet)}
     doc["services"] = escape_dollars(services)
     return doc
@@ -133,3 +134,16 @@ def hardening_keys(hardening: dict) -> dict:
         # Refuse rather than silently drop a confinement the images module asks for.
         raise ValueError(f"container_hardening has keys the compose export does not know: {sorted(unknown)}")
     return out
+
+
+def nameserver_services(plan: Plan, info: ImageInfo, host: str | None = None) -> dict:
+    """{name: service} of the fleet's name server (R15); empty unless the plan has one."""
+    from orchestrator.export import nameserver
+
+    if plan.name_server is None:
+        return {}
+    service = {"image": info.tag("caproto"), "entrypoint": nameserver.argv(plan), "user": f"{info.uid}:{info.uid}",
+               "network_mode": "host", "environment": nameserver.environment(plan),
+               "labels": nameserver.labels(plan, host), "restart": "always",
+               **hardening_keys(info.hardening_of("caproto")), "stop_grace_period": "5s"}
+    return {nameserver.service_name(plan): service}

@@ -73,6 +73,8 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
                 docs.append(ioc_stateful_set(plan, ioc, node, info, namespace, ioc.name not in stopped))
             else:
                 docs.append(ioc_deployment(plan, ioc, node, info, namespace))
+    docs += [nameserver_deployment(plan, node, info, namespace) for node, plan in plans.items()
+             if plan.name_server is not None]  # strategy name-server (R15): one per node, its IOCs only
     return docs
 
 
@@ -299,3 +301,25 @@ def _tmp_volumes(hardening: dict) -> list[tuple[str, dict]]:
             volume["emptyDir"]["sizeLimit"] = k8s_quantity(size)
         out.append((path, volume))
     return out
+
+
+def nameserver_deployment(plan: Plan, node: str, info: ImageInfo, namespace: str | None = None) -> dict:
+    """The name server of one node's plan (R15) as a Deployment pinned to that node, host network."""
+    from orchestrator.export import nameserver
+
+    selector = {LABEL_FLEET: label_value(plan.fleet), LABEL_ROLE: "nameserver", LABEL_HOST: label_value(node)}
+    labels = {**recommended_labels("ca-nameserver", object_name(plan.fleet, node, "ca-nameserver"), "ca-nameserver",
+                                   plan.fleet), **selector}
+    hardening = info.hardening_of("caproto")
+    volumes = _tmp_volumes(hardening)
+    container = {"name": "ca-nameserver", "image": info.tag("caproto"), "imagePullPolicy": "IfNotPresent",
+                 "command": nameserver.argv(plan),
+                 "env": [{"name": k, "value": _escape(v)} for k, v in nameserver.environment(plan).items()],
+                 "securityContext": _container_security(hardening)}
+    if volumes:
+        container["volumeMounts"] = [{"name": v["name"], "mountPath": path} for path, v in volumes]
+    pod_spec = _pod_spec(node, _pod_security(f"{info.uid}:{info.uid}"), [container], [v for _, v in volumes])
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _metadata(object_name(plan.fleet, node, "ca-nameserver"), labels, {}, namespace),
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}

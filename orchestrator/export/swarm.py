@@ -26,6 +26,7 @@ def stack_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater
         services[repeater_name(plan)] = repeater_service(plan, info, node)
     for ioc in plan.iocs:
         services[ioc.name] = ioc_service(plan, ioc, info, node)
+    services.update(nameserver_services(plan, info, node))  # strategy name-server (R15)
     return {
         "version": STACK_VERSION,
         "services": escape_dollars(services),
@@ -132,3 +133,17 @@ def _tmpfs_size(opts: str) -> int | None:
                 return int(value[:-1]) * units[value[-1].lower()]
             return int(value)
     return None
+
+
+def nameserver_services(plan: Plan, info: ImageInfo, node: str | None = None) -> dict:
+    """{name: service} of the fleet's name server (R15) on `node`; empty unless the plan has one."""
+    from orchestrator.export import nameserver
+
+    if plan.name_server is None:
+        return {}
+    lab = nameserver.labels(plan, node)
+    service = {"image": info.tag("caproto"), "entrypoint": nameserver.argv(plan), "user": f"{info.uid}:{info.uid}",
+               "environment": nameserver.environment(plan), "labels": dict(lab), "networks": [HOST_NETWORK],
+               **_hardening(info.hardening_of("caproto")), "stop_grace_period": "5s",
+               "deploy": _deploy(lab, "any", node, {})}
+    return {nameserver.service_name(plan): service}

@@ -29,6 +29,7 @@ def check(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int] = frozens
         *_uids(plan),
         *_repeater(plan, snapshot),
         *_name_server(plan, snapshot, own_pids),
+        *_fanout(plan),
     ]
     return by_severity(findings)
 
@@ -236,3 +237,9 @@ def _name_server(plan: Plan, snapshot: HostSnapshot, own_pids: frozenset[int]) -
     from orchestrator.plan import nameserver
 
     return nameserver.check(plan, snapshot, own_pids)
+
+
+def _fanout(plan: Plan) -> list[Finding]:
+    from orchestrator.plan import fanout
+
+    return fanout.check(plan)

@@ -152,6 +152,7 @@ class Plan:
     decisions: tuple[Decision, ...]
     ioc_uid: int | None = None
     name_server: object = None  # plan.nameserver.NameServerPlan under strategy name-server (R15)
+    fanout: object = None  # plan.fanout.FanoutPlan with network.fanout: dnat (R17)
 
     def ioc(self, name: str) -> PlannedIOC:
         return next(i for i in self.iocs if i.name == name)
@@ -173,4 +174,5 @@ class Plan:
             "decisions": [d.to_dict() for d in self.decisions],
             "findings": [f.to_dict() for f in findings],
             "name_server": self.name_server.to_dict() if self.name_server is not None else None,
+            "fanout": self.fanout.to_dict() if self.fanout is not None else None,
         }

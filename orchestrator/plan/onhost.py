@@ -57,9 +57,11 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
         snapshot = inspect_host(fleet, ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = conflicts.check(result, snapshot, own_pids)
+    if result.fanout is not None:  # network.fanout needs nft and CAP_NET_ADMIN here (R17)
+        findings = list(findings) + fanout_preflight(result.fanout)
     if neighbours is not None:
         findings = _with_neighbours(findings, neighbours(result, snapshot, own_pids))
-    return PlannedFleet(fleet, snapshot, result, tuple(findings))
+    return PlannedFleet(fleet, snapshot, result, tuple(by_severity(findings)))
 
 
 def _with_neighbours(findings: list[Finding], extra: list[Finding]) -> list[Finding]:
@@ -68,6 +70,20 @@ def _with_neighbours(findings: list[Finding], extra: list[Finding]) -> list[Find
     kept = [f for f in findings if not (f.code == "reuseport-uid-mismatch" and f.severity != "error"
                                         and set(f.subjects) <= named)]
     return list(by_severity(kept + list(extra)))
+
+
+def fanout_preflight(fan) -> list[Finding]:
+    """network.fanout: dnat needs the `nft` command, CAP_NET_ADMIN and nf_tables on this host (R17)."""
+    if fan is None:
+        return []
+    problem = host.nftables_problem()
+    if problem is None:
+        return []
+    what, fix = problem
+    return [Finding("fanout-unavailable", "error", f"network.fanout: dnat cannot work here: {what}",
+                    f"{fix}, or drop network.fanout", "R17")]
+
+
 def fleet_ports(fleet: spec.FleetSpec) -> range:
     """The ports a fleet may take on this host: its base port and one more per IOC (distinct-ports skips
     the repeater's 5065), and the name server's (base + 2, R15)."""

@@ -37,6 +37,10 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
                "as processes do, so the rules below apply across containers.")
     layout = "shared-port" if chosen == nameserver.STRATEGY else chosen  # a name server's IOCs share a port
     binds = _bind_addresses(layout, iface, address, say)
+    if spec.network.fanout == "dnat" and layout == "shared-port" and binds["caproto"] != (ANY,):
+        binds = _same_for_all((ANY,))
+        say("R17", "Bind 0.0.0.0 instead (fan-out): a search rewritten to the subnet broadcast or to "
+                   "127.255.255.255 reaches only sockets bound to the wildcard or to that broadcast (R4).")
     ports = _ports(layout, spec.network.base_port, len(expanded), say)
     beacon = broadcast or address or "127.255.255.255"
     if chosen == nameserver.STRATEGY:
@@ -60,9 +64,13 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
         name_server = nameserver.plan(spec.network.base_port, address, broadcast,
                                       iface is not None and iface.loopback, iocs, say)
         client_env = nameserver.client_env(name_server)
+    from orchestrator.plan import fanout
+
+    fan = fanout.plan(spec.name, spec.network.fanout, chosen, address, broadcast,
+                      iface is not None and iface.loopback, spec.network.base_port, say)
     return Plan(fleet=spec.name, strategy=chosen, interface=iface_name, address=address, broadcast=broadcast,
                 clients=clients, iocs=iocs, client_env=client_env, repeater=repeater,
-                decisions=tuple(decisions), ioc_uid=ioc_uid, name_server=name_server)
+                decisions=tuple(decisions), ioc_uid=ioc_uid, name_server=name_server, fanout=fan)
 
 
 def expand_replicas(iocs: tuple[IOCSpec, ...]) -> list[tuple[IOCSpec, str, str]]:

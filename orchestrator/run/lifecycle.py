@@ -129,6 +129,10 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             _start_all(backend, plan, to_start, hashes, progress, False)
             if _name_server(backend, plan, actual, progress):
                 starting.add(NAME_SERVER)
+            if plan.fanout is not None:  # network.fanout: dnat (R17): the fleet's own nftables table
+                from orchestrator.run import fanout
+
+                fanout.apply(plan.fanout)
             report = wait_ready(plan, timeout, progress=progress, give_up=_exited_for_good(backend, plan.fleet),
                                 server_up=listener_evidence(backend, plan))
             result.report = report
@@ -138,6 +142,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             if not report.ready:
                 raise ReadinessTimeout(_timeout_text(report, backend, result.instances), f"fleet {plan.fleet}",
                                        "read the log lines above; `iocfleet logs FLEET IOC` shows more")
+            if plan.name_server is not None:  # R15: libca's path too (readiness searched it over UDP)
+                _names_resolve_over_tcp(plan)
             return result
         except BaseException:
             if not keep_on_failure:
@@ -264,6 +270,9 @@ def down(backend: Backend, fleet: str) -> list[Instance]:
     for inst in sorted(removed, key=lambda i: i.role == "repeater"):
         backend.remove(inst)
     _forget_names(fleet)
+    from orchestrator.run import fanout
+
+    fanout.remove(fleet)  # the fleet's nftables table, if it has one (also after a crash)
     return removed
 
 
@@ -275,6 +284,16 @@ def _name_server(backend: Backend, plan, actual: list[Instance], progress) -> bo
     from orchestrator.run import nameserver
 
     return nameserver.ensure(backend, plan, actual, progress=progress)
+
+
+def _names_resolve_over_tcp(plan) -> None:
+    from orchestrator.run import nameserver
+
+    missing = nameserver.unresolved_over_tcp(plan)
+    if missing:
+        raise ReadinessTimeout(f"the name server {plan.name_server.endpoint} resolves {len(missing)} PV(s) over UDP "
+                               f"but not over TCP (EPICS_CA_NAME_SERVERS), first {missing[0]}",
+                               f"fleet {plan.fleet}", "`iocfleet logs FLEET ca-nameserver` shows why")
 
 
 def _forget_names(fleet: str) -> None:

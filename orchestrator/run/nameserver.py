@@ -80,3 +80,22 @@ def ensure(backend, plan, actual, progress=None, environ=None) -> bool:
         progress(f"starting {INSTANCE} on {ns.endpoint}")
     backend.start_name_server(plan.fleet, ns, wanted, str(directory))
     return True
+
+
+def unresolved_over_tcp(plan, timeout: float = 15.0) -> list[str]:
+    """Names the fleet's name server does not resolve over TCP (libca's EPICS_CA_NAME_SERVERS path), after
+    retrying for up to `timeout` seconds; [] when every PV resolves. Readiness already proved the UDP path."""
+    import time
+
+    from orchestrator.doctor.nameservers import tcp_search
+
+    ns = plan.name_server
+    wanted = [n for ioc in plan.iocs for n in ioc.pv_names]
+    deadline = time.monotonic() + timeout
+    missing = wanted
+    while True:
+        _, _, found = tcp_search((ns.address, ns.port), missing, timeout=1.0)
+        missing = [n for n in missing if n not in found]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(0.2)

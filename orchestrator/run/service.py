@@ -59,10 +59,12 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
-             force: bool, keep_on_failure: bool, progress=None, notice=None):
-    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`.
+             force: bool, keep_on_failure: bool, progress=None, notice=None, fanout: str | None = None):
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`; `fanout` overrides network.fanout.
 
     `notice(line)`: told once when the automatic backend falls back to local processes."""
+    import dataclasses
+
     from orchestrator import spec
     from orchestrator.run.backends import select
 
@@ -70,6 +72,8 @@ def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: f
 
     fleet = spec.load(fleet_file)
     state_root()  # a relative XDG_STATE_HOME or an empty HOME is refused before anything else
+    if fanout is not None:
+        fleet = dataclasses.replace(fleet, network=dataclasses.replace(fleet.network, fanout=fanout))
     backend = select(backend_name)
     if backend_name == "auto" and backend.name == "docker" and not dry_run:
         backend = images_or_processes(fleet, backend, progress, notice)

@@ -12,6 +12,7 @@ RUNTIMES = ("caproto", "softioc", "image")
 RESTART_POLICIES = ("no", "on-failure", "always")
 STRATEGIES = ("auto", "single", "shared-port", "distinct-ports", "name-server")
 CLIENT_PLACES = ("auto", "same-host", "subnet", "routed")
+FANOUTS = ("none", "dnat")  # network.fanout: R17, plan/fanout.py
 PV_TYPES = ("float", "int", "str", "enum")
 SIMULATIONS = ("sine", "ramp", "noise", "counter")
 STANDARD_PVS = ("HEARTBEAT", "UPTIME")
@@ -157,6 +158,7 @@ class NetworkSpec:
     strategy: str = "auto"
     base_port: int = 5064
     clients: str = "auto"
+    fanout: str = "none"  # "dnat": unicast searches to this host fan out to every IOC (plan/fanout.py)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ def fleet_schema() -> dict:
         "strategy": {"enum": list(spec.STRATEGIES), "default": "auto"},
         "base_port": {"type": "integer", "minimum": 1024, "maximum": 65535 - specrules.MAX_REPLICAS, "default": 5064},
         "clients": {"enum": list(spec.CLIENT_PLACES), "default": "auto"},
+        "fanout": {"enum": list(spec.FANOUTS), "default": "none"},
     })
     host = _closed({"name": _name_schema(), "interface": {"type": "string", "maxLength": 15},
                     "address": {"type": "string", "description": "IPv4 CIDR, e.g. 10.0.1.5/24"}}, ("name",))

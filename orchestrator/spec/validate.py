@@ -6,7 +6,7 @@ import difflib
 import re
 
 from orchestrator.errors import UsageError, SpecError
-from orchestrator.spec.model import CLIENT_PLACES, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
+from orchestrator.spec.model import CLIENT_PLACES, FANOUTS, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
 from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, key_text, line_of, show, type_name, unknown_keys
 from orchestrator.spec.model import STANDARD_PVS
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
@@ -60,7 +60,7 @@ MEMORY_MIN, MEMORY_MAX = 6 * 2**20, 2**40  # docker refuses under 6 MiB; 1 TiB i
 
 TOP_KEYS = ("fleet", "network", "hosts", "iocs")
 HOST_KEYS = ("name", "interface", "address")
-NETWORK_KEYS = ("interface", "strategy", "base_port", "clients")
+NETWORK_KEYS = ("interface", "strategy", "base_port", "clients", "fanout")
 IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "read_only", "limits",
             "restart", "host", "entrypoint", "workdir", "mounts", "stdin_open", "readiness", "db", "module",
             "python_path", "kwargs", "iocstats")
@@ -208,6 +208,7 @@ def _network(data, line: int, problems: Problems) -> NetworkSpec:
         strategy=check_choice(data, "strategy", "network.strategy", STRATEGIES, "auto", problems),
         base_port=_base_port(data, problems),
         clients=check_choice(data, "clients", "network.clients", CLIENT_PLACES, "auto", problems),
+        fanout=check_choice(data, "fanout", "network.fanout", FANOUTS, "none", problems),
     )
 
 

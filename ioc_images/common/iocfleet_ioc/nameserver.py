@@ -166,9 +166,10 @@ class Pending:
 
 
 class NameServer:
-    def __init__(self, names_file: str, port: int, bind: str = "0.0.0.0", ttl: float = CACHE_TTL,
-                 log=print) -> None:
+    def __init__(self, names_file: str | None, port: int, bind: str = "0.0.0.0", ttl: float = CACHE_TTL,
+                 log=print, names: dict | None = None) -> None:
         self.names_file, self.log = names_file, log
+        self.inline = NameTable.from_dict(names) if names is not None else None
         self.table = NameTable()
         self.file_key = None
         self.resolver = Resolver(ttl)
@@ -207,6 +208,11 @@ class NameServer:
 
     # -- names file --
     def reload(self, force: bool = False) -> None:
+        if self.inline is not None:  # names given inline (exports): fixed for the life of the process
+            if force:
+                self.table = self.inline
+                self.log(f"names: {len(self.table.owner)} PVs of {len(self.table.address)} IOCs (inline)")
+            return
         try:
             st = os.stat(self.names_file)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -260,6 +266,15 @@ class NameServer:
             self.discover()
 
     def reply(self, conn, addr, answers) -> None:
+        if conn is None and len({(ip, port) for _, ip, port in answers}) > 1:
+            # One datagram per IOC: caproto's threading client (1.3) gives every name of a datagram the
+            # address of its last SearchResponse (threading/client.py, the queue.put after the loop).
+            by_server: dict = {}
+            for answer in answers:
+                by_server.setdefault(answer[1:], []).append(answer)
+            for group in by_server.values():
+                self.reply(conn, addr, group)
+            return
         for i in range(0, max(1, len(answers)), NAMES_PER_DATAGRAM):
             data = answer_bytes(answers[i:i + NAMES_PER_DATAGRAM])
             try:
@@ -445,16 +460,23 @@ def _peer(conn) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iocfleet_ioc.nameserver", description=__doc__.splitlines()[0])
     parser.add_argument("--names", default=os.environ.get("IOCFLEET_NS_FILE"), help="names file (JSON)")
+    parser.add_argument("--names-json", default=os.environ.get("IOCFLEET_NS_NAMES"),
+                        help="the names as inline JSON instead of a file (exports; never re-read)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("IOCFLEET_NS_PORT", "5066")))
     parser.add_argument("--bind", default=os.environ.get("IOCFLEET_NS_BIND", "0.0.0.0"))
     parser.add_argument("--ttl", type=float, default=CACHE_TTL)
     args = parser.parse_args(argv)
-    if not args.names:
-        print("nameserver: give --names FILE (or IOCFLEET_NS_FILE)", file=sys.stderr)
+    if not args.names and not args.names_json:
+        print("nameserver: give --names FILE (or IOCFLEET_NS_FILE, or IOCFLEET_NS_NAMES inline)", file=sys.stderr)
+        return 2
+    try:
+        inline = json.loads(args.names_json) if args.names_json and not args.names else None
+    except ValueError as exc:
+        print(f"nameserver: IOCFLEET_NS_NAMES is not JSON: {exc}", file=sys.stderr)
         return 2
     try:
         server = NameServer(args.names, args.port, args.bind, args.ttl,
-                            log=lambda text: print(f"nameserver: {text}", flush=True))
+                            log=lambda text: print(f"nameserver: {text}", flush=True), names=inline)
     except OSError as exc:
         print(f"nameserver: cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
