@@ -209,8 +209,9 @@ def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instanc
         state = "missing" if inst is None else inst.state + (
             f", exit code {inst.exit_code}" if inst.exit_code is not None else "")
         if item.mode == "server" and not item.missing:
-            parts.append(f"  {item.name} ({state}): readiness server: no TCP listener"
-                         f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'} appeared")
+            parts.append(f"  {item.name} ({state}): readiness server: no CA server seen (no TCP listener"
+                         f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'}, "
+                         "no beacon); declare its PVs, or use `readiness: none`")
             if inst:
                 parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
             continue

@@ -210,7 +210,7 @@ class BlindBackend:
     def instances(self, fleet=None, details=True):
         import dataclasses
 
-        return [dataclasses.replace(i, tcp_port=None) for i in self._inner.instances(fleet, details)]
+        return [dataclasses.replace(i, tcp_port=None, pid=None) for i in self._inner.instances(fleet, details)]
 
     def __getattr__(self, attr):
         return getattr(self._inner, attr)
@@ -240,3 +240,21 @@ def test_a_server_ioc_whose_sockets_cannot_be_seen_is_ready_by_its_beacon(tmp_pa
         assert values["RB:A"] == 1
     finally:
         lifecycle.down(backend, "real-beacon")
+
+
+def test_a_server_ioc_that_never_listens_times_out_naming_it(tmp_path, state, teardown):
+    """A `readiness: server` IOC whose CA server never comes up is a timeout (exit 5), not a success."""
+    path = tmp_path / "fleet.yaml"
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "silent.py").write_text(
+        "import time\nfrom caproto.server import PVGroup, pvproperty\n"
+        "class Silent(PVGroup):\n    X = pvproperty(value=1)\n"
+        "    def __init__(self, *a, **k):\n        super().__init__(*a, **k)\n"
+        "        import os\n        if os.environ.get('IOCFLEET_GROUP'):\n            time.sleep(3600)\n")
+    path.write_text(yaml.safe_dump({"fleet": "real-silent", "network": {"interface": "lo", "base_port": 24376},
+                                    "iocs": [{"name": "quiet", "runtime": "caproto", "readiness": "server",
+                                              "module": "silent:Silent", "python_path": "user"}]}))
+    teardown.append(("real-silent", "process"))
+    proc = iocfleet("up", str(path), "--backend", "process", "--timeout", "6", state=state)
+    assert proc.returncode == 5, proc.stderr
+    assert "quiet (running): readiness server: no CA server seen" in proc.stderr, proc.stderr

@@ -265,7 +265,7 @@ def test_a_group_importable_without_python_path(tmp_path):
 
 class _Inst:
     def __init__(self, name, tcp_port=None, state="running"):
-        self.name, self.tcp_port, self.state = name, tcp_port, state
+        self.name, self.tcp_port, self.state, self.pid = name, tcp_port, state, None  # no pid: not inspectable
 
 
 class _Backend:
@@ -310,3 +310,16 @@ def test_server_evidence_prefers_the_listener_then_beacons_by_elimination(tmp_pa
     up = listener_evidence(_Backend(_Inst("i1"), _Inst("i2"), _Inst("cp")), plan,
                            _Beacons({("127.0.0.1", 40003): 0, ("10.0.0.9", 5064): 900, ("127.0.0.1", 40002): 3}))
     assert up(["i1", "i2"], known={("127.0.0.1", 40003)}, pvs_done=True) == {}  # one new server for two IOCs
+
+
+def test_a_planned_tcp_port_is_matched_exactly_never_by_elimination(tmp_path):
+    from orchestrator.run.serverup import listener_evidence
+
+    plan, _ = planned(fleet_file(tmp_path, image()))
+    assert plan.strategy == "single" and plan.ioc("img").tcp_port == 5064
+    stranger = _Beacons({("127.0.0.1", 31110): 0})  # some other IOC starting on this host
+    up = listener_evidence(_Backend(_Inst("img")), plan, stranger)
+    assert up(["img"], known=set(), pvs_done=True) == {}
+    mine = _Beacons({("127.0.0.1", 31110): 0, ("127.0.0.1", 5064): 2})
+    up = listener_evidence(_Backend(_Inst("img")), plan, mine)
+    assert up(["img"], known=set(), pvs_done=True) == {"img": "server: beacon from 127.0.0.1:5064"}
