@@ -110,10 +110,14 @@ def tokens(text: str, file: str, macros: dict[str, str]) -> list[tuple[str, int]
 
 
 def _without_comment(raw: str) -> str:
-    """The line up to a `#` that is outside any string."""
-    inside = False
+    """The line up to a `#` that is outside any string (backslash escapes inside strings respected)."""
+    inside = escaped = False
     for index, char in enumerate(raw):
-        if char == '"' and (index == 0 or raw[index - 1] != "\\"):
+        if escaped:
+            escaped = False
+        elif inside and char == "\\":
+            escaped = True
+        elif char == '"':
             inside = not inside
         elif char == "#" and not inside:
             return raw[:index]

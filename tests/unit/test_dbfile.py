@@ -118,3 +118,10 @@ def test_record_types_match_the_installed_epics_base():
 
     declared = set(re.findall(r'include "(\w+)Record\.dbd"', std.read_text()))
     assert declared == set(RECORD_TYPES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, min_size=1, max_size=4), macro_names)
+def test_trailing_comments_are_never_expanded_whatever_the_strings_hold(fields, macro):
+    text = 'record(ao, "A") {\n' + "".join(f"  field(DESC, {quoted(v)}) # $({macro})\n" for v in fields) + "}\n"
+    assert [r.name for r in parse(text, "x.db", {})] == ["A"]
