@@ -153,6 +153,11 @@ def test_an_image_ioc_without_pvs_is_ready_when_its_server_listens(tmp_path, sta
     assert status["builtin"]["ready_by"] == "3/3 PVs read"
     text = iocfleet("status", str(path), "--backend", "docker", state=state, check=True).stdout
     assert "READY BY" in text and "server: TCP listener on port" in text
+    doctor = iocfleet("doctor", "--fleet", str(path), "--backend", "docker", "--repeat", "5", "--json",
+                      state=state, input_env=result["client_env"])
+    report = json.loads(doctor.stdout)
+    assert {i["name"]: i["reach"] for p in report["paths"] for i in p["iocs"]} == {"builtin": 1.0}
+    assert any(n.startswith("reach not measured for generic: no PV names known") for n in report["notes"])
 
 
 def test_a_db_record_that_is_also_a_declared_pv_is_refused_before_launch(tmp_path, state, teardown):
