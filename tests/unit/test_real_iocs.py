@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "real"
 
 
-def fleet_file(tmp_path: Path, *iocs: dict, name: str = "real") -> Path:
+def fleet_file(tmp_path: Path, *iocs: dict, name: str = "real", **network) -> Path:
     path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump({"fleet": name, "network": {"interface": "lo"}, "iocs": list(iocs)},
+    path.write_text(yaml.safe_dump({"fleet": name, "network": {"interface": "lo", **network}, "iocs": list(iocs)},
                                    sort_keys=False))
     return path
 
@@ -150,7 +150,7 @@ def test_bad_databases_are_one_line_at_file_and_line_and_nothing_starts(tmp_path
                                  "db": [{"file": "bad.db", "macros": {"P": "S:"}}]})
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process"],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     errors = [x for x in proc.stderr.splitlines() if str(tmp_path / "bad.db") in x]
     assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'bad.db'}:{line}: iocs[0].db[0]: ")
@@ -210,9 +210,10 @@ def test_process_backend_refuses_what_only_containers_honour(tmp_path):
     for ioc, words in ((image(pvs=["A"]), "img use runtime `image`, which needs containers"),
                        ({"name": "lim", "prefix": "L:", "pvs": ["X"], "limits": {"memory": "64m"}},
                         "IOC lim sets limits, which only containers honour")):
-        path = fleet_file(tmp_path, ioc)
+        # a port no other fleet on this host uses: a port conflict would be refused first (exit 3)
+        path = fleet_file(tmp_path, ioc, base_port=31517)
         proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process"],
-                              capture_output=True, text=True, env=env, timeout=60)
+                              capture_output=True, text=True, env=env, timeout=120)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert not list((tmp_path / "state").glob("iocfleet/fleets/*/*.json"))
 
