@@ -110,6 +110,9 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
         errors = [f for f in planned.findings if f.severity == "error"]
         raise RefusedError(f"{len(errors)} error finding(s), first: {errors[0].code}: {errors[0].message}",
                            f"fleet {plan.fleet}", errors[0].fix + "; or pass --force")
+    supported = getattr(backend, "check_supported", None)
+    if supported is not None:  # what this backend cannot run is a usage error (exit 2), dry run or not
+        supported(list(plan.iocs))
     if dry_run:
         return result
     to_start = [i for i in plan.iocs if i.name in changes.create or i.name in changes.replace]

@@ -210,11 +210,11 @@ def test_process_backend_refuses_what_only_containers_honour(tmp_path):
     for ioc, words in ((image(pvs=["A"]), "img use runtime `image`, which needs containers"),
                        ({"name": "lim", "prefix": "L:", "pvs": ["X"], "limits": {"memory": "64m"}},
                         "IOC lim sets limits, which only containers honour")):
-        # a port no other fleet on this host uses: a port conflict would be refused first (exit 3)
         path = fleet_file(tmp_path, ioc, base_port=31517)
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process"],
-                              capture_output=True, text=True, env=env, timeout=120)
-        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        for extra in ([], ["--dry-run"]):  # refused also in a dry run (a port no fleet uses: no conflict first)
+            proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process",
+                                   *extra], capture_output=True, text=True, env=env, timeout=120)
+            assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert not list((tmp_path / "state").glob("iocfleet/fleets/*/*.json"))
 
 
