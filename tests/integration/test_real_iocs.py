@@ -267,7 +267,10 @@ def test_a_server_ioc_that_never_listens_times_out_naming_it(tmp_path, state, te
 
 @pytest.mark.docker
 def test_stdin_open_keeps_an_interactive_ioc_shell_alive(tmp_path, state, teardown, generic_ioc_image):
-    """An IOC whose shell reads stdin ends at EOF: without `stdin_open` it exits at once, with it it serves."""
+    """An IOC whose shell reads stdin ends at EOF: without `stdin_open` it exits right after iocInit (`up`
+    may or may not have read its PV by then), with it it serves and stays."""
+    import time
+
     config = tmp_path / "config"
     config.mkdir(parents=True)
     config.joinpath("ioc.db").write_text('record(ai, "STDIN:A") {\n  field(VAL, "7")\n  field(PINI, "YES")\n}\n')
@@ -275,18 +278,33 @@ def test_stdin_open_keeps_an_interactive_ioc_shell_alive(tmp_path, state, teardo
         path.chmod(0o755 if path.is_dir() else 0o644)
     path = tmp_path / "fleet.yaml"
     teardown.append(("real-stdin", "docker"))
-    outcomes = {}
-    for stdin_open in (False, True):
+
+    def up(stdin_open: bool):
         ioc = {"name": "shell", "runtime": "image", "image": generic_ioc_image, "pvs": ["STDIN:A"], "restart": "no",
                "env": {"IOC_SHELL": "interactive"}, "stdin_open": stdin_open,
                "mounts": [{"source": "config", "target": "/epics/ioc/config"}]}
         path.write_text(yaml.safe_dump({"fleet": "real-stdin", "network": {"interface": "lo", "base_port": 24380},
                                         "iocs": [ioc]}))
-        outcomes[stdin_open] = iocfleet("up", str(path), "--backend", "docker", "--timeout", "60", "--json",
-                                        state=state)
-    assert outcomes[False].returncode == 5 and "shell (exited, exit code" in outcomes[False].stderr
-    result = json.loads(outcomes[True].stdout)
-    assert outcomes[True].returncode == 0 and result["ready"], outcomes[True].stderr
+        return iocfleet("up", str(path), "--backend", "docker", "--timeout", "60", "--json", "--keep-on-failure",
+                        state=state)
+
+    def state_after(seconds: float) -> str:
+        deadline, state_now = time.monotonic() + seconds, "missing"
+        while time.monotonic() < deadline:
+            shells = [i for i in iocfleet_json("status", "real-stdin", "--backend", "docker", state=state)["iocs"]
+                      if i["name"] == "shell"]
+            state_now = shells[0]["state"] if shells else "missing"
+            if state_now == "exited":
+                break
+            time.sleep(1)
+        return state_now
+
+    closed = up(False)
+    assert closed.returncode in (0, 5), closed.stderr
+    assert state_after(30) == "exited"  # its shell saw EOF
+
+    kept = up(True)
+    result = json.loads(kept.stdout)
+    assert kept.returncode == 0 and result["ready"], kept.stderr
     assert pyepics_read(["STDIN:A"], result["client_env"])["STDIN:A"] == pytest.approx(7.0)
-    status = iocfleet_json("status", "real-stdin", "--backend", "docker", state=state)["iocs"]
-    assert [i["state"] for i in status if i["name"] == "shell"] == ["running"]
+    assert state_after(10) == "running"  # the same program, still serving with stdin open
