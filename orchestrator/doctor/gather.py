@@ -83,6 +83,11 @@ def run(options: DoctorOptions, environ: Mapping[str, str],
             notes.append("EPICS_CA_AUTO_ADDR_LIST is not NO, but interface broadcasts were NOT probed "
                          "(pass --probe-auto to send searches there)")
     destinations = list(dict.fromkeys(destinations))
+    if fleet_view is not None:  # real IOCs that declare no PVs (docs/real-iocs.md): nothing to search for
+        silent = [i.name for i in fleet_view.iocs if not i.pvs]
+        if silent:
+            notes.append(f"reach not measured for {', '.join(silent)}: no PV names known (declare the PVs an "
+                         "image IOC serves under `pvs:` to have them probed)")
     result = fixed_result = None
     if names:
         if not destinations:

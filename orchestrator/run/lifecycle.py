@@ -111,6 +111,9 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
         errors = [f for f in planned.findings if f.severity == "error"]
         raise RefusedError(f"{len(errors)} error finding(s), first: {errors[0].code}: {errors[0].message}",
                            f"fleet {plan.fleet}", errors[0].fix + "; or pass --force")
+    supported = getattr(backend, "check_supported", None)
+    if supported is not None:  # what this backend cannot run is a usage error (exit 2), dry run or not
+        supported(list(plan.iocs))
     if dry_run:
         return result
     to_start = [i for i in plan.iocs if i.name in changes.create or i.name in changes.replace]
@@ -252,8 +255,9 @@ def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instanc
         state = "missing" if inst is None else inst.state + (
             f", exit code {inst.exit_code}" if inst.exit_code is not None else "")
         if item.mode == "server" and not item.missing:
-            parts.append(f"  {item.name} ({state}): readiness server: no TCP listener"
-                         f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'} appeared")
+            parts.append(f"  {item.name} ({state}): readiness server: no CA server seen (no TCP listener"
+                         f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'}, "
+                         "no beacon); declare its PVs, or use `readiness: none`")
             if inst:
                 parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
             continue

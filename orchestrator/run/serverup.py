@@ -76,6 +76,21 @@ def new_servers(first_ids: dict[tuple[str, int], int], known: Iterable[tuple[str
     return sorted(s for s, first in first_ids.items() if first < NEW_SERVER_BEACONS and s[1] not in known_ports)
 
 
+def inspectable(pid: int | None) -> bool:
+    """Whether this process may list the sockets of `pid` (so "no listener" really means none)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        psutil.Process(pid).net_connections(kind="tcp4")
+        return True
+    except psutil.AccessDenied:
+        return False
+    except psutil.Error:
+        return True  # gone: nothing listens there, and that is known
+
+
 def listener_evidence(backend, plan: Plan, beacons=BeaconWatch):
     """A `server_up(names, known)` for readiness: IOC name -> how its CA server was seen to be up.
 
@@ -94,7 +109,7 @@ def listener_evidence(backend, plan: Plan, beacons=BeaconWatch):
             want = planned.get(inst.name)
             if inst.tcp_port is not None and (want is None or inst.tcp_port == want):
                 found[inst.name] = f"server: TCP listener on port {inst.tcp_port}"
-            elif inst.tcp_port is None:
+            elif inst.tcp_port is None and not inspectable(inst.pid):
                 unseen.append(inst.name)  # running, but its sockets cannot be inspected from here
         if unseen:
             if state["watch"] is None:
@@ -105,6 +120,7 @@ def listener_evidence(backend, plan: Plan, beacons=BeaconWatch):
                 if match:
                     found[name] = f"server: beacon from {match[0][0]}:{match[0][1]}"
                     unseen.remove(name)
+            unseen = [n for n in unseen if planned.get(n) is None]  # a planned port is matched exactly or not at all
             others = {(("", i.tcp_port)) for i in instances if i.tcp_port is not None}
             fresh = new_servers(first_ids, [*known, *others])
             if unseen and pvs_done and len(fresh) >= len(unseen):  # shared port: by elimination

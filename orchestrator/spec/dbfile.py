@@ -48,6 +48,7 @@ class Record:
     type: str  # the record type; "alias" for an alias
     file: str
     line: int
+    target: str = ""  # an alias's record
 
 
 def expand(text: str, macros: dict[str, str], file: str, line: int, depth: int = 0) -> str:
@@ -110,10 +111,14 @@ def tokens(text: str, file: str, macros: dict[str, str]) -> list[tuple[str, int]
 
 
 def _without_comment(raw: str) -> str:
-    """The line up to a `#` that is outside any string."""
-    inside = False
+    """The line up to a `#` that is outside any string (backslash escapes inside strings respected)."""
+    inside = escaped = False
     for index, char in enumerate(raw):
-        if char == '"' and (index == 0 or raw[index - 1] != "\\"):
+        if escaped:
+            escaped = False
+        elif inside and char == "\\":
+            escaped = True
+        elif char == '"':
             inside = not inside
         elif char == "#" and not inside:
             return raw[:index]
@@ -193,7 +198,7 @@ def _check_name(name: str, file: str, line: int) -> None:
 
 def parse(text: str, file: str, macros: dict[str, str],
           read_include: Callable[[str, str, int], tuple[str, str]] | None = None,
-          depth: int = 0) -> list[Record]:
+          depth: int = 0, check: bool = True) -> list[Record]:
     """The records and aliases of a database text, in file order.
 
     `read_include(name, from_file, line)` returns (file, text) of an included file; without it an
@@ -213,7 +218,7 @@ def parse(text: str, file: str, macros: dict[str, str],
             alias, aline = _name(reader, "the alias name")
             reader.expect(")", "after the alias")
             _check_name(alias, file, aline)
-            records.append(Record(alias, "alias", file, aline))
+            records.append(Record(alias, "alias", file, aline, target))
         elif keyword == "include":
             name, iline = _name(reader, "the file to include")
             if read_include is None:
@@ -221,7 +226,7 @@ def parse(text: str, file: str, macros: dict[str, str],
             if depth >= MAX_INCLUDE_DEPTH:
                 raise DbError(file, iline, f"includes nest deeper than {MAX_INCLUDE_DEPTH}", "remove the include cycle")
             included, content = read_include(name, file, iline)
-            records += parse(content, included, macros, read_include, depth + 1)
+            records += parse(content, included, macros, read_include, depth + 1, check=False)
         elif keyword in ("path", "addpath"):
             _name(reader, "a path")
         elif keyword in DBD_KEYWORDS:
@@ -229,7 +234,40 @@ def parse(text: str, file: str, macros: dict[str, str],
         else:
             raise DbError(file, line, f"unexpected {keyword!r}",
                           "a database holds record, grecord, alias and include definitions")
+    if check:
+        _check_definitions(records)
     return records
+
+
+def _check_definitions(records: list[Record]) -> None:
+    """What EPICS base refuses across definitions: a record redefined with another type, `record(*, X)`
+    before X exists, an alias named like a record or aliasing two records, an alias of no record."""
+    types: dict[str, str] = {}  # record name -> type
+    aliases: dict[str, str] = {}  # alias -> record
+    for rec in records:
+        if rec.type == "alias":
+            if rec.name in types:
+                raise DbError(rec.file, rec.line, f"alias {rec.name!r} is already a record name", "rename the alias")
+            if aliases.get(rec.name, rec.target) != rec.target:
+                raise DbError(rec.file, rec.line, f"alias {rec.name!r} already names {aliases[rec.name]!r}",
+                              "give each alias one record")
+            if rec.target not in types:
+                raise DbError(rec.file, rec.line, f"alias of {rec.target!r}, which is not defined before it",
+                              "define the record first")
+            aliases[rec.name] = rec.target
+            continue
+        known = types.get(rec.name)
+        if rec.type == "*":
+            if known is None:
+                raise DbError(rec.file, rec.line, f"record(*, {rec.name!r}) before {rec.name!r} is defined",
+                              "define the record with its type first")
+            continue
+        if rec.name in aliases:
+            raise DbError(rec.file, rec.line, f"record {rec.name!r} is already an alias", "rename the record")
+        if known is not None and known != rec.type:
+            raise DbError(rec.file, rec.line, f"record {rec.name!r} is already a {known}, not a {rec.type}",
+                          "keep one type per record name (a second definition only adds fields)")
+        types[rec.name] = rec.type
 
 
 def _record(reader: _Reader, line: int) -> list[Record]:
@@ -264,7 +302,7 @@ def _record(reader: _Reader, line: int) -> list[Record]:
             alias, aline = _name(reader, "the alias name")
             reader.expect(")", "after the alias")
             _check_name(alias, file, aline)
-            out.append(Record(alias, "alias", file, aline))
+            out.append(Record(alias, "alias", file, aline, name))
         else:
             raise DbError(file, item_line, f"unexpected {item!r} in record {name!r}",
                           "a record body holds field(NAME, \"value\"), info(...) and alias(...) only")

@@ -153,6 +153,11 @@ def test_an_image_ioc_without_pvs_is_ready_when_its_server_listens(tmp_path, sta
     assert status["builtin"]["ready_by"] == "3/3 PVs read"
     text = iocfleet("status", str(path), "--backend", "docker", state=state, check=True).stdout
     assert "READY BY" in text and "server: TCP listener on port" in text
+    doctor = iocfleet("doctor", "--fleet", str(path), "--backend", "docker", "--repeat", "5", "--json",
+                      state=state, input_env=result["client_env"])
+    report = json.loads(doctor.stdout)
+    assert {i["name"]: i["reach"] for p in report["paths"] for i in p["iocs"]} == {"builtin": 1.0}
+    assert any(n.startswith("reach not measured for generic: no PV names known") for n in report["notes"])
 
 
 def test_a_db_record_that_is_also_a_declared_pv_is_refused_before_launch(tmp_path, state, teardown):
@@ -210,7 +215,7 @@ class BlindBackend:
     def instances(self, fleet=None, details=True):
         import dataclasses
 
-        return [dataclasses.replace(i, tcp_port=None) for i in self._inner.instances(fleet, details)]
+        return [dataclasses.replace(i, tcp_port=None, pid=None) for i in self._inner.instances(fleet, details)]
 
     def __getattr__(self, attr):
         return getattr(self._inner, attr)
@@ -240,3 +245,66 @@ def test_a_server_ioc_whose_sockets_cannot_be_seen_is_ready_by_its_beacon(tmp_pa
         assert values["RB:A"] == 1
     finally:
         lifecycle.down(backend, "real-beacon")
+
+
+def test_a_server_ioc_that_never_listens_times_out_naming_it(tmp_path, state, teardown):
+    """A `readiness: server` IOC whose CA server never comes up is a timeout (exit 5), not a success."""
+    path = tmp_path / "fleet.yaml"
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "silent.py").write_text(
+        "import time\nfrom caproto.server import PVGroup, pvproperty\n"
+        "class Silent(PVGroup):\n    X = pvproperty(value=1)\n"
+        "    def __init__(self, *a, **k):\n        super().__init__(*a, **k)\n"
+        "        import os\n        if os.environ.get('IOCFLEET_GROUP'):\n            time.sleep(3600)\n")
+    path.write_text(yaml.safe_dump({"fleet": "real-silent", "network": {"interface": "lo", "base_port": 24376},
+                                    "iocs": [{"name": "quiet", "runtime": "caproto", "readiness": "server",
+                                              "module": "silent:Silent", "python_path": "user"}]}))
+    teardown.append(("real-silent", "process"))
+    proc = iocfleet("up", str(path), "--backend", "process", "--timeout", "6", state=state)
+    assert proc.returncode == 5, proc.stderr
+    assert "quiet (running): readiness server: no CA server seen" in proc.stderr, proc.stderr
+
+
+@pytest.mark.docker
+def test_stdin_open_keeps_an_interactive_ioc_shell_alive(tmp_path, state, teardown, generic_ioc_image):
+    """An IOC whose shell reads stdin ends at EOF: without `stdin_open` it exits right after iocInit (`up`
+    may or may not have read its PV by then), with it it serves and stays."""
+    import time
+
+    config = tmp_path / "config"
+    config.mkdir(parents=True)
+    config.joinpath("ioc.db").write_text('record(ai, "STDIN:A") {\n  field(VAL, "7")\n  field(PINI, "YES")\n}\n')
+    for path in (tmp_path, config, config / "ioc.db"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    path = tmp_path / "fleet.yaml"
+    teardown.append(("real-stdin", "docker"))
+
+    def up(stdin_open: bool):
+        ioc = {"name": "shell", "runtime": "image", "image": generic_ioc_image, "pvs": ["STDIN:A"], "restart": "no",
+               "env": {"IOC_SHELL": "interactive"}, "stdin_open": stdin_open,
+               "mounts": [{"source": "config", "target": "/epics/ioc/config"}]}
+        path.write_text(yaml.safe_dump({"fleet": "real-stdin", "network": {"interface": "lo", "base_port": 24380},
+                                        "iocs": [ioc]}))
+        return iocfleet("up", str(path), "--backend", "docker", "--timeout", "60", "--json", "--keep-on-failure",
+                        state=state)
+
+    def state_after(seconds: float) -> str:
+        deadline, state_now = time.monotonic() + seconds, "missing"
+        while time.monotonic() < deadline:
+            shells = [i for i in iocfleet_json("status", "real-stdin", "--backend", "docker", state=state)["iocs"]
+                      if i["name"] == "shell"]
+            state_now = shells[0]["state"] if shells else "missing"
+            if state_now == "exited":
+                break
+            time.sleep(1)
+        return state_now
+
+    closed = up(False)
+    assert closed.returncode in (0, 5), closed.stderr
+    assert state_after(30) == "exited"  # its shell saw EOF
+
+    kept = up(True)
+    result = json.loads(kept.stdout)
+    assert kept.returncode == 0 and result["ready"], kept.stderr
+    assert pyepics_read(["STDIN:A"], result["client_env"])["STDIN:A"] == pytest.approx(7.0)
+    assert state_after(10) == "running"  # the same program, still serving with stdin open

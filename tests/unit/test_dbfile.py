@@ -23,7 +23,7 @@ def quoted(value: str) -> str:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(sorted(RECORD_TYPES)), names, st.lists(values, max_size=3)),
-                min_size=1, max_size=8),
+                min_size=1, max_size=8, unique_by=lambda r: r[1]),
        st.booleans())
 def test_every_record_is_found_in_order_whatever_its_fields_hold(records, grecord):
     text = ""
@@ -118,3 +118,29 @@ def test_record_types_match_the_installed_epics_base():
 
     declared = set(re.findall(r'include "(\w+)Record\.dbd"', std.read_text()))
     assert declared == set(RECORD_TYPES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, min_size=1, max_size=4), macro_names)
+def test_trailing_comments_are_never_expanded_whatever_the_strings_hold(fields, macro):
+    text = 'record(ao, "A") {\n' + "".join(f"  field(DESC, {quoted(v)}) # $({macro})\n" for v in fields) + "}\n"
+    assert [r.name for r in parse(text, "x.db", {})] == ["A"]
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ('record(ai, "A")\nrecord(ao, "A")\n', 2, "already a ai, not a ao"),
+    ('record(*, "A")\nrecord(ai, "A")\n', 1, "before 'A' is defined"),
+    ('record(ai, "A")\nrecord(ai, "B")\nalias("A", "B")\n', 3, "already a record name"),
+    ('record(ai, "A")\nrecord(ai, "B")\nalias("A", "C")\nalias("B", "C")\n', 4, "already names 'A'"),
+    ('alias("A", "C")\nrecord(ai, "A")\n', 1, "not defined before it"),
+])
+def test_definitions_epics_refuses(text, line, words):
+    with pytest.raises(DbError) as err:
+        parse(text, "d.db", {})
+    assert err.value.line == line and words in str(err.value), str(err.value)
+
+
+def test_definitions_epics_accepts():
+    text = ('record(ai, "A") {\n  alias("A2")\n}\nrecord(ai, "A") {\n  field(DESC, "more")\n}\n'
+            'record(*, "A")\nalias("A", "C")\nalias("A", "C")\n')
+    assert sorted({r.name for r in parse(text, "d.db", {})}) == ["A", "A2", "C"]

@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "real"
 
 
-def fleet_file(tmp_path: Path, *iocs: dict, name: str = "real") -> Path:
+def fleet_file(tmp_path: Path, *iocs: dict, name: str = "real", **network) -> Path:
     path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump({"fleet": name, "network": {"interface": "lo"}, "iocs": list(iocs)},
+    path.write_text(yaml.safe_dump({"fleet": name, "network": {"interface": "lo", **network}, "iocs": list(iocs)},
                                    sort_keys=False))
     return path
 
@@ -150,7 +150,7 @@ def test_bad_databases_are_one_line_at_file_and_line_and_nothing_starts(tmp_path
                                  "db": [{"file": "bad.db", "macros": {"P": "S:"}}]})
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process"],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     errors = [x for x in proc.stderr.splitlines() if str(tmp_path / "bad.db") in x]
     assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'bad.db'}:{line}: iocs[0].db[0]: ")
@@ -210,10 +210,11 @@ def test_process_backend_refuses_what_only_containers_honour(tmp_path):
     for ioc, words in ((image(pvs=["A"]), "img use runtime `image`, which needs containers"),
                        ({"name": "lim", "prefix": "L:", "pvs": ["X"], "limits": {"memory": "64m"}},
                         "IOC lim sets limits, which only containers honour")):
-        path = fleet_file(tmp_path, ioc)
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process"],
-                              capture_output=True, text=True, env=env, timeout=60)
-        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        path = fleet_file(tmp_path, ioc, base_port=31517)
+        for extra in ([], ["--dry-run"]):  # refused also in a dry run (a port no fleet uses: no conflict first)
+            proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "up", str(path), "--backend", "process",
+                                   *extra], capture_output=True, text=True, env=env, timeout=120)
+            assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert not list((tmp_path / "state").glob("iocfleet/fleets/*/*.json"))
 
 
@@ -265,7 +266,7 @@ def test_a_group_importable_without_python_path(tmp_path):
 
 class _Inst:
     def __init__(self, name, tcp_port=None, state="running"):
-        self.name, self.tcp_port, self.state = name, tcp_port, state
+        self.name, self.tcp_port, self.state, self.pid = name, tcp_port, state, None  # no pid: not inspectable
 
 
 class _Backend:
@@ -310,3 +311,16 @@ def test_server_evidence_prefers_the_listener_then_beacons_by_elimination(tmp_pa
     up = listener_evidence(_Backend(_Inst("i1"), _Inst("i2"), _Inst("cp")), plan,
                            _Beacons({("127.0.0.1", 40003): 0, ("10.0.0.9", 5064): 900, ("127.0.0.1", 40002): 3}))
     assert up(["i1", "i2"], known={("127.0.0.1", 40003)}, pvs_done=True) == {}  # one new server for two IOCs
+
+
+def test_a_planned_tcp_port_is_matched_exactly_never_by_elimination(tmp_path):
+    from orchestrator.run.serverup import listener_evidence
+
+    plan, _ = planned(fleet_file(tmp_path, image()))
+    assert plan.strategy == "single" and plan.ioc("img").tcp_port == 5064
+    stranger = _Beacons({("127.0.0.1", 31110): 0})  # some other IOC starting on this host
+    up = listener_evidence(_Backend(_Inst("img")), plan, stranger)
+    assert up(["img"], known=set(), pvs_done=True) == {}
+    mine = _Beacons({("127.0.0.1", 31110): 0, ("127.0.0.1", 5064): 2})
+    up = listener_evidence(_Backend(_Inst("img")), plan, mine)
+    assert up(["img"], known=set(), pvs_done=True) == {"img": "server: beacon from 127.0.0.1:5064"}

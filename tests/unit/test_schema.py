@@ -22,7 +22,7 @@ def test_schema_command_prints_a_valid_draft_2020_12_schema():
 
 def test_examples_validate_against_the_schema():
     validator = jsonschema.Draft202012Validator(fleet_schema())
-    for path in ("examples/demo.yaml", "examples/ci_suite/fleet.yaml"):
+    for path in ("examples/demo.yaml", "examples/ci_suite/fleet.yaml", "examples/real/fleet.yaml"):
         errors = list(validator.iter_errors(yaml.safe_load(open(path))))
         assert errors == [], (path, [e.message for e in errors])
 

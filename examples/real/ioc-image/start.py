@@ -16,4 +16,7 @@ for path in files:
     softioc.dbLoadDatabase(os.path.basename(path), config, macros)
 softioc.iocInit(asyncio_dispatcher.AsyncioDispatcher(), enable_pva=False)
 print(f"generic-ioc: loaded {len(files)} database(s) from {config}", flush=True)
-softioc.non_interactive_ioc()
+if os.environ.get("IOC_SHELL") == "interactive":
+    softioc.interactive_ioc(globals())  # a shell on stdin, as many IOCs run: it ends at EOF (see stdin_open)
+else:
+    softioc.non_interactive_ioc()

@@ -94,6 +94,10 @@ class ProcessBackend:
 
     # -- starting --------------------------------------------------------------------------------
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
+        self.check_supported(iocs)
+
+    def check_supported(self, iocs) -> None:
+        """Refuse (exit 2, naming the IOC) what a local process cannot honour: images, users, commands, limits."""
         images = [i.name for i in iocs if i.runtime == "image"]
         if images:
             raise UsageError(f"IOC(s) {', '.join(images)} use runtime `image`, which needs containers",
