@@ -395,3 +395,19 @@ def nftables_problem() -> tuple[str, str] | None:
         return (f"nftables does not work here: {probe.stderr.strip()[:200]}", "load nf_tables (modprobe nf_tables)")
     return None
 
+
+def sockets_visible(pid: int | None) -> bool:
+    """Whether this process may list the sockets of `pid` (so "no listener" really means none); a pid that
+    is gone counts as visible (nothing listens there, and that is known)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        psutil.Process(pid).net_connections(kind="tcp4")
+        return True
+    except psutil.AccessDenied:
+        return False
+    except psutil.Error:
+        return True
+

@@ -78,17 +78,9 @@ def new_servers(first_ids: dict[tuple[str, int], int], known: Iterable[tuple[str
 
 def inspectable(pid: int | None) -> bool:
     """Whether this process may list the sockets of `pid` (so "no listener" really means none)."""
-    import psutil
+    from orchestrator import host
 
-    if not pid:
-        return False
-    try:
-        psutil.Process(pid).net_connections(kind="tcp4")
-        return True
-    except psutil.AccessDenied:
-        return False
-    except psutil.Error:
-        return True  # gone: nothing listens there, and that is known
+    return host.sockets_visible(pid)
 
 
 def listener_evidence(backend, plan: Plan, beacons=BeaconWatch):

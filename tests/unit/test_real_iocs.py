@@ -316,8 +316,8 @@ def test_server_evidence_prefers_the_listener_then_beacons_by_elimination(tmp_pa
 def test_a_planned_tcp_port_is_matched_exactly_never_by_elimination(tmp_path):
     from orchestrator.run.serverup import listener_evidence
 
-    plan, _ = planned(fleet_file(tmp_path, image()))
-    assert plan.strategy == "single" and plan.ioc("img").tcp_port == 5064
+    plan, _ = planned(fleet_file(tmp_path, image(), strategy="distinct-ports"))
+    assert plan.ioc("img").tcp_port == 5064  # a planned TCP port (on lo a lone IOC shares the port, issue 15)
     stranger = _Beacons({("127.0.0.1", 31110): 0})  # some other IOC starting on this host
     up = listener_evidence(_Backend(_Inst("img")), plan, stranger)
     assert up(["img"], known=set(), pvs_done=True) == {}
