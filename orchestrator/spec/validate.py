@@ -46,6 +46,7 @@ PARSED_ENV = {
     "EPICS_CAS_IGNORE_ADDR_LIST": ("addresses", 0, 0),
 }
 MAX_ENV_VALUE = 16384  # one environment string; Linux refuses any over 128 KiB with E2BIG
+MAX_ENV_TOTAL = 65536  # all of an IOC's `env`: the exec's whole environment must stay well under ARG_MAX
 # Docker image references (github.com/distribution/reference): [domain[:port]/]path[:tag][@digest].
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
@@ -351,6 +352,10 @@ def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], .
                              "give a value the runtime can parse, or remove it")
             else:
                 out.append((key, str(value)))
+    total = sum(len(k) + len(v) + 2 for k, v in out)
+    if total > MAX_ENV_TOTAL:
+        problems.add(line_of(item, "env"), f"{where}.env", f"{total} characters in all is over {MAX_ENV_TOTAL}",
+                     "pass large data in a file (mount or image), not in the environment")
     return tuple(out)
 
 
