@@ -60,6 +60,11 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
         import socket
 
         node = socket.gethostname()
+    remote_names = {h.name for h in fleet.hosts if h.address}
+    if node in remote_names and any(i.host is None or i.host not in remote_names for i in fleet.iocs):
+        # This machine's IOCs would be filed under a remote host's name and then replaced by its IOCs.
+        raise UsageError(f"--node {node!r} is the name of a declared remote host, not of this machine", "--node",
+                         "give this machine's node name, or declare this machine in `hosts:` without an address")
     plans = multihost.plan_hosts(fleet, snapshot, local_name=node, strategy=strategy, interface=interface)
     info = images or ImageInfo.from_images()
     local = next((p for name, p in plans.items() if not _declared_remote(fleet, name)), None)
