@@ -207,3 +207,55 @@ def test_repetition_never_crashes(snippet, count, line, command):
     at = min(line, len(lines))
     text = "".join(lines[:at]) + "x: " + snippet * count + "\n" + "".join(lines[at:])
     _check(text.encode(), command)
+
+
+RECORD_KEYS = ["fleet", "name", "role", "runtime", "plan_hash", "state", "pid", "supervisor_pid",
+               "supervisor_created", "exit_code", "restarts", "argv", "env", "restart", "log"]
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+                                 st.text(max_size=30), st.sampled_from(["fz", "a", "ioc", "running", "/", "../x", 1, "self"])),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,
+                                                                                             max_size=3)),
+                       max_leaves=6)
+
+
+@fuzz(40)
+@given(record=st.dictionaries(st.sampled_from(RECORD_KEYS), JSONISH, max_size=len(RECORD_KEYS)),
+       link=st.sampled_from([None, "json", "log", "lock"]),
+       command=st.sampled_from(["status", "down", "logs"]))
+def test_planted_state_never_crashes_or_reaches_outside(record, link, command):
+    # State content is untrusted (class 3): forged records and symlinks to the victim, then a command.
+    import json
+    import os
+
+    import psutil
+
+    with tempfile.TemporaryDirectory(prefix="iocfleet-fuzz-") as tmp:
+        root = Path(tmp)
+        work, outside = root / "work", root / "outside"
+        for directory in (work, outside, root / "home"):
+            directory.mkdir()
+        (outside / "victim").write_text(VICTIM)
+        fleet_dir = root / "state" / "iocfleet" / "fleets" / "fz"
+        fleet_dir.mkdir(parents=True)
+        (root / "state" / "iocfleet" / "locks").mkdir()
+        for key in ("supervisor_pid", "pid"):
+            if record.get(key) == "self":  # a live pid of ours: it must never be signalled
+                record[key] = os.getpid()
+        if record.get("supervisor_created") == "self":
+            record["supervisor_created"] = psutil.Process().create_time()
+        (fleet_dir / "a.json").write_text(json.dumps({"fleet": "fz", "name": "a", **record}))
+        targets = {"json": fleet_dir / "b.json", "log": fleet_dir / "a.log",
+                   "lock": root / "state" / "iocfleet" / "locks" / "fz.lock"}
+        if link:
+            targets[link].symlink_to(outside / "victim")
+        args = {"status": ["status", "fz", "--backend", "process", "--json"],
+                "down": ["down", "--fleet-name", "fz", "--backend", "process"],
+                "logs": ["logs", "fz", "a", "--backend", "process"]}[command]
+        me = psutil.Process()
+        outcome = run_cli(args, base_env(root), work, timeout=30)
+        assert me.is_running()
+        assert not outcome.timed_out
+        assert outcome.code != INTERNAL, (command, record, link, outcome.stderr[-3000:])
+        assert "Traceback" not in outcome.stderr, outcome.stderr[-3000:]
+        assert (outside / "victim").read_text() == VICTIM
+        assert sorted(p.name for p in outside.iterdir()) == ["victim"]
