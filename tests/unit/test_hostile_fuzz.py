@@ -241,6 +241,8 @@ def test_planted_state_never_crashes_or_reaches_outside(record, link, command):
         for key in ("supervisor_pid", "pid"):
             if record.get(key) == "self":  # a live pid of ours: it must never be signalled
                 record[key] = os.getpid()
+            elif isinstance(record.get(key), int) and not isinstance(record[key], bool):
+                record[key] = 4194000  # never another process's pid (above pid_max): a regression stays harmless
         if record.get("supervisor_created") == "self":
             record["supervisor_created"] = psutil.Process().create_time()
         (fleet_dir / "a.json").write_text(json.dumps({"fleet": "fz", "name": "a", **record}))
