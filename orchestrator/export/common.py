@@ -196,7 +196,7 @@ MEMORY_RE = re.compile(r"^([0-9]+)([bkmg]?)$", re.IGNORECASE)
 
 def k8s_quantity(memory: str) -> str:
     """Docker's memory notation (256m = 256 MiB) as a Kubernetes quantity (256Mi)."""
-    match = MEMORY_RE.match(memory)
+    match = MEMORY_RE.fullmatch(memory)
     if not match:
         raise ValueError(f"not a docker memory size: {memory!r}")
     number, unit = match.groups()

@@ -63,6 +63,11 @@ def export_file(kind: str, path: str | Path, *, strategy: str | None = None, int
         import socket
 
         node = socket.gethostname()
+    remote_names = {h.name for h in fleet.hosts if h.address}
+    if node in remote_names and any(i.host is None or i.host not in remote_names for i in fleet.iocs):
+        # This machine's IOCs would be filed under a remote host's name and then replaced by its IOCs.
+        raise UsageError(f"--node {node!r} is the name of a declared remote host, not of this machine", "--node",
+                         "give this machine's node name, or declare this machine in `hosts:` without an address")
     # The file runs later, maybe elsewhere: plan as if no repeater held UDP 5065 here now, so the export
     # always carries the fleet's repeater (which exits 0 where one already runs, R12). The check below
     # still sees this host as it is.

@@ -229,7 +229,7 @@ def object_name(*parts: str) -> str:
 
 def label_value(value: str) -> str:
     """`value` if Kubernetes accepts it as a label value, else a valid shortened form with a digest."""
-    if len(value) <= 63 and _LABEL_VALUE_RE.match(value):
+    if len(value) <= 63 and _LABEL_VALUE_RE.fullmatch(value):
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:8]
     head = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:54].strip("-_.")

@@ -79,7 +79,7 @@ def requirements(path: Path) -> list[tuple[str, str]]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        match = _REQUIREMENT.match(line)
+        match = _REQUIREMENT.fullmatch(line)
         if not match:
             raise ValueError(f"{path}:{number}: {line!r} is not an exact pin (name==version)")
         pins.append((match.group(1), match.group(2)))

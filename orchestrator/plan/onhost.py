@@ -52,13 +52,25 @@ def plan_file(path: str | Path, strategy: str | None = None, interface: str | No
 def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str | None = None,
               ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
               snapshot: HostSnapshot | None = None, neighbours: Neighbours | None = None) -> PlannedFleet:
-    """Plan an already validated fleet on this host (or on `snapshot`)."""
+    """Plan an already validated fleet on this host (or on `snapshot`).
+
+    A multi-host fleet is planned for this machine only: IOCs of hosts declared with an `address` run
+    elsewhere, so they are left out (a `remote-iocs` info finding names them) — `up` never starts another
+    host's IOCs here (issue 13, class 8). `iocfleet export k8s` plans every host.
+    """
+    fleet, remote = _this_machine(fleet)
     if snapshot is None:
         snapshot = inspect_host(fleet, ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = conflicts.check(result, snapshot, own_pids)
     if result.fanout is not None:  # network.fanout needs nft and CAP_NET_ADMIN here (R17)
         findings = list(findings) + fanout_preflight(result.fanout)
+    if remote:
+        findings = list(findings) + [Finding(
+            "remote-iocs", "info", f"{sum(len(i) for i in remote.values())} IOC(s) of the fleet run on other "
+            f"hosts ({', '.join(remote)}) and are not planned here",
+            "run iocfleet on those hosts, or export every host with `iocfleet export k8s`", "R16",
+            tuple(i.name for iocs in remote.values() for i in iocs))]
     if neighbours is not None:
         findings = _with_neighbours(findings, neighbours(result, snapshot, own_pids))
     return PlannedFleet(fleet, snapshot, result, tuple(by_severity(findings)))
@@ -94,3 +106,22 @@ def fleet_ports(fleet: spec.FleetSpec) -> range:
 def inspect_host(fleet: spec.FleetSpec, ioc_uid: int | None = None) -> HostSnapshot:
     """This host right now, with the holders of the CA ports and of every port the fleet may take."""
     return host.snapshot(extra_ports=fleet_ports(fleet), as_uid=ioc_uid)
+
+
+def _this_machine(fleet: spec.FleetSpec):
+    """The fleet with only this machine's IOCs, and the other hosts' IOCs by host name."""
+    import dataclasses
+
+    from orchestrator.errors import UsageError
+    from orchestrator.plan import multihost
+
+    if not any(h.address for h in fleet.hosts):
+        return fleet, {}
+    groups = multihost.host_groups(fleet)
+    remote = {name: iocs for name, (host, iocs) in groups.items() if host is not None and host.address}
+    local = [iocs for name, (host, iocs) in groups.items() if host is None or not host.address]
+    if not local:
+        raise UsageError(f"every IOC of fleet {fleet.name!r} runs on another host ({', '.join(remote)})",
+                         f"{fleet.source}:hosts",
+                         "run iocfleet on those hosts, or export them with `iocfleet export k8s`")
+    return dataclasses.replace(fleet, iocs=local[0]), remote

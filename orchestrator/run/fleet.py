@@ -122,11 +122,25 @@ def _load(source) -> specs.FleetSpec:
     return specs.load(source)
 
 
+def _check_isolated_names(iocs, tag: str) -> None:
+    """The tag lengthens every served name: keep them searchable (59 characters, issue 13 class 2)."""
+    from orchestrator.errors import UsageError
+    from orchestrator.spec.pvs import PV_NAME_MAX, served_prefix
+
+    for ioc in iocs:
+        longest = max([len(p.name) for p in ioc.pvs] + [len("HEARTBEAT")])
+        if len(served_prefix(ioc.prefix, ioc.replicas)) + longest > PV_NAME_MAX:
+            raise UsageError(f"isolating with tag {tag!r} makes names of IOC {ioc.name!r} longer than "
+                             f"{PV_NAME_MAX} characters", "isolate", "use a shorter tag or shorter PV names")
+
+
 def isolated(fleet: specs.FleetSpec, tag: str | None, port_offset: int = 0) -> specs.FleetSpec:
     """The fleet renamed for one test worker: `NAME-tag`, prefixes `tag:PREFIX`, ports shifted."""
     if not tag and not port_offset:
         return fleet
     iocs = tuple(dataclasses.replace(ioc, prefix=f"{tag}:{ioc.prefix}" if tag else ioc.prefix) for ioc in fleet.iocs)
+    if tag:
+        _check_isolated_names(iocs, tag)
     network = dataclasses.replace(fleet.network, base_port=fleet.network.base_port + port_offset)
     return dataclasses.replace(fleet, name=f"{fleet.name}-{tag}" if tag else fleet.name, iocs=iocs, network=network)
 

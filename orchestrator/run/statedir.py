@@ -7,6 +7,7 @@ O_NOFOLLOW, so a planted symlink never turns a lock, log or state write into a w
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -68,7 +69,7 @@ def open_file(path: Path, flags: int, mode: int = 0o600) -> int:
     try:
         fd = os.open(path, flags | NOFOLLOW | os.O_NONBLOCK, mode)
     except OSError as exc:
-        if exc.errno in (40, 6):  # ELOOP (a symlink), ENXIO (a FIFO without a reader)
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO without a reader
             raise UsageError(f"state file {path} is a symlink or not a regular file", str(path),
                              "remove it; iocfleet writes its state files itself") from exc
         raise _unusable(path, exc) from exc

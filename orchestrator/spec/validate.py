@@ -40,17 +40,29 @@ PLAN_OWNED_ENV = (
 )
 # EPICS variables whose values the runtimes parse at start: a value they cannot parse crash-loops the IOC
 # (caproto raises on `EPICS_CAS_BEACON_PERIOD: soon`). (kind, low, high) per variable.
-PARSED_ENV = {
+PARSED_ENV = {  # caproto converts these with int() or float() at start (caproto._utils._ENVIRONMENT_DEFAULTS)
     "EPICS_CAS_BEACON_PERIOD": ("number", 0.1, 3600.0),
     "EPICS_CA_BEACON_PERIOD": ("number", 0.1, 3600.0),
     "EPICS_CA_CONN_TMO": ("number", 0.1, 3600.0),
-    "EPICS_CA_MAX_SEARCH_PERIOD": ("number", 60.0, 3600.0),
+    "EPICS_PVA_CONN_TMO": ("number", 0.1, 3600.0),
+    "EPICS_PVA_BEACON_PERIOD": ("number", 0.1, 3600.0),
+    "EPICS_PVAS_BEACON_PERIOD": ("number", 0.1, 3600.0),
+    "EPICS_CA_MAX_SEARCH_PERIOD": ("integer", 60, 3600),
     "EPICS_CA_MAX_ARRAY_BYTES": ("integer", 16384, 2**31 - 1),
-    "EPICS_CA_AUTO_ARRAY_BYTES": ("yesno", 0, 0),
+    "EPICS_PVA_MAX_ARRAY_BYTES": ("integer", 16384, 2**31 - 1),
+    "EPICS_PVAS_MAX_ARRAY_BYTES": ("integer", 16384, 2**31 - 1),
+    "EPICS_TS_MIN_WEST": ("integer", -720, 720),
+    "EPICS_PVA_DEBUG": ("integer", 0, 10),
+    "EPICS_PVA_BROADCAST_PORT": ("integer", 1, 65535),
+    "EPICS_PVA_SERVER_PORT": ("integer", 1, 65535),
+    "EPICS_PVAS_SERVER_PORT": ("integer", 1, 65535),
+    "EPICS_PVAS_BROADCAST_PORT": ("integer", 1, 65535),
     "EPICS_IOC_LOG_PORT": ("integer", 1, 65535),
+    "EPICS_CA_AUTO_ARRAY_BYTES": ("yesno", 0, 0),
     "EPICS_CAS_IGNORE_ADDR_LIST": ("addresses", 0, 0),
 }
 MAX_ENV_VALUE = 16384  # one environment string; Linux refuses any over 128 KiB with E2BIG
+MAX_ENV_TOTAL = 65536  # all of an IOC's `env`: the exec's whole environment must stay well under ARG_MAX
 # Docker image references (github.com/distribution/reference): [domain[:port]/]path[:tag][@digest].
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
@@ -372,6 +384,12 @@ def _command(item: dict, where: str, problems: Problems) -> tuple[str, ...]:
         problems.add(line_of(item, "command"), f"{where}.command", "expected a list of strings",
                      "write the command as a list of arguments")
         return ()
+    if len(command) > 256 or sum(len(a) + 1 for a in command) > MAX_ENV_TOTAL or any(len(a) > MAX_ENV_VALUE for a in command):
+        problems.add(line_of(item, "command"), f"{where}.command",
+                     f"too long ({len(command)} arguments, {sum(len(a) for a in command)} characters)",
+                     f"at most 256 arguments of {MAX_ENV_VALUE} characters, {MAX_ENV_TOTAL} in all; "
+                     "large data belongs in a file")
+        return ()
     return tuple(command)
 
 
@@ -412,6 +430,10 @@ def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], .
                              "give a value the runtime can parse, or remove it")
             else:
                 out.append((key, str(value)))
+    total = sum(len(k) + len(v) + 2 for k, v in out)
+    if total > MAX_ENV_TOTAL:
+        problems.add(line_of(item, "env"), f"{where}.env", f"{total} characters in all is over {MAX_ENV_TOTAL}",
+                     "pass large data in a file (mount or image), not in the environment")
     return tuple(out)
 
 
@@ -434,10 +456,13 @@ def _parsed_env_problem(key: str, value: str) -> str | None:
         except UsageError as exc:
             return f"is not a list of IPv4 addresses ({exc.what.split(' ', 3)[-1][:60]})"
         return None
-    try:
-        number = int(text) if kind == "integer" and text.isascii() else float(text) if text.isascii() else None
-    except ValueError:
-        number = None
+    import re as _re
+
+    number = None
+    if kind == "integer" and _re.fullmatch(r"[-+]?[0-9]{1,10}", text):
+        number = int(text)
+    elif kind == "number" and _re.fullmatch(r"[-+]?(?:[0-9]{1,10}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?", text):
+        number = float(text)
     if number is None or not _finite(number) or not low <= number <= high:
         return f"is not {'an integer' if kind == 'integer' else 'a number'} from {low:g} to {high:g}"
     return None

@@ -57,7 +57,6 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream):
         super().__init__(stream)
         self.duplicate_keys: list[tuple[int, str]] = []
-        self.merge_overrides: list[tuple[int, str]] = []
         self._depth = 0
 
     def compose_node(self, parent, index):
@@ -72,15 +71,10 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def flatten_mapping(self, node):
-        # A key given next to `<<: *base` overrides the merged one: that is the point of a merge key,
-        # not a duplicate. Remember which keys the explicit part set, so only real duplicates are reported.
-        explicit = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
-        super().flatten_mapping(node)
-        node.__dict__.setdefault("_explicit", explicit)
-
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    # A key given next to `<<: *base` overrides the merged one: that is the point of a merge key, not a
+    # duplicate (issue 13, class 12). Only keys written twice in the mapping itself are reported.
     has_merge = any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value)
     explicit_ids = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
     loader.flatten_mapping(node)

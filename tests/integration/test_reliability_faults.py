@@ -6,6 +6,7 @@ XDG_STATE_HOME, and is brought down by label/state in teardown, also when the te
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -42,23 +43,38 @@ def without_repeater(ids_or_instances) -> list:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_crash_loop_restarts_with_backoff_then_up_fails_fast_naming_it_and_rolls_back(tmp_path, state, teardown,
                                                                                        backend):
-    """caproto refuses a non-numeric EPICS_CAS_BEACON_PERIOD at start (exit 1): a fleet-file env value
-    that passes validation and crashes the IOC every time."""
+    """An IOC whose Python refuses to start (exit 1), every time. (This used `EPICS_CAS_BEACON_PERIOD: soon`,
+    which `validate` now refuses, issue 13 class 11.) Docker: the container gets PYTHONHASHSEED=bogus, a
+    fatal error of its python3. Process: a sitecustomize on the caller's PYTHONPATH exits 1 in the crash
+    IOC's program only (its supervisor, also Python, runs normally)."""
     fleet = f"relcrash-{backend}"
-    iocs = [ioc("good", "RELCR:G:"), ioc("crash", "RELCR:C:", env={"EPICS_CAS_BEACON_PERIOD": "soon"})]
+    crash_env = {"PYTHONHASHSEED": "bogus"} if backend == "docker" else {}
+    iocs = [ioc("good", "RELCR:G:"), ioc("crash", "RELCR:C:", env=crash_env)]
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=31110 if backend == "docker" else 31112)
     teardown.append((fleet, backend))
+    caller_env = None
+    if backend == "process":
+        site = tmp_path / "site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(
+            "import os, sys\n"
+            "cmd = open('/proc/self/cmdline', 'rb').read()\n"
+            "if b'orchestrator.run.supervise' not in cmd and '\"name\":\"crash\"' in os.environ.get('IOCFLEET_IOC', ''):\n"
+            "    print('iocfleet-test: crash at start', file=sys.stderr, flush=True)\n"
+            "    os._exit(1)\n")
+        caller_env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
     start = time.monotonic()
-    proc = iocfleet("up", str(path), "--backend", backend, "--timeout", "120", state=state)
+    proc = iocfleet("up", str(path), "--backend", backend, "--timeout", "120", state=state, input_env=caller_env)
     elapsed = time.monotonic() - start
     assert proc.returncode == 5, proc.stderr
     assert "crash (exited, exit code 1)" in proc.stderr
-    assert "CaprotoEnvironmentSetupError" in proc.stderr or "EPICS_CAS_BEACON_PERIOD" in proc.stderr
+    assert "PYTHONHASHSEED" in proc.stderr or "iocfleet-test: crash at start" in proc.stderr
     assert elapsed < 90, f"up waited {elapsed:.0f} s: it should give up once the IOC exited for good"
     assert instance_count(backend, state, fleet) == 0, "rollback left instances"
 
-    kept = iocfleet("up", str(path), "--backend", backend, "--timeout", "120", "--keep-on-failure", state=state)
+    kept = iocfleet("up", str(path), "--backend", backend, "--timeout", "120", "--keep-on-failure", state=state,
+                    input_env=caller_env)
     assert kept.returncode == 5
     status = {i["name"]: i for i in iocfleet_json("status", fleet, "--backend", backend, state=state)["iocs"]}
     assert status["crash"]["state"] == "exited"

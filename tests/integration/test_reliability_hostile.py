@@ -48,3 +48,27 @@ def test_names_at_the_limit_are_served_by_both_runtimes_and_read_by_both_clients
     bad = iocfleet("up", str(write_fleet(tmp_path / "bad.yaml", fleet + "-bad", iocs, base_port=31880)),
                    "--backend", "process", state=state)
     assert bad.returncode == 2 and "has 60 characters" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("backend", [pytest.param("docker", marks=pytest.mark.docker), "process"])
+def test_an_ioc_of_2000_pvs_gets_its_description_through_a_file(tmp_path, state, teardown, backend, request):
+    # Class 4: the description of ~1,500 PVs passed 128 KiB in one environment variable, and exec
+    # failed with E2BIG (exit 70 as a process; the container's exec failed under docker). Above 32 KiB
+    # it now travels in a file in the state directory (bind-mounted read-only into a container).
+    if backend == "docker":
+        request.getfixturevalue("ioc_images")
+    fleet = f"hostile-e2big-{backend}"
+    pvs = [{"name": f"P{i:04d}", "type": "int", "value": i} for i in range(2000)]
+    iocs = [{"name": "big", "runtime": "caproto", "prefix": "HE:", "pvs": pvs},
+            {"name": "sbig", "runtime": "softioc", "prefix": "HS:", "pvs": pvs[:1600]}]
+    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=31890, strategy="distinct-ports")
+    teardown.append((fleet, backend))
+    result = iocfleet_json("up", str(path), "--backend", backend, "--timeout", "120", state=state)
+    assert result["ready"] is True, result
+    description = state / "iocfleet" / "fleets" / fleet / "big.ioc.json"
+    assert description.exists() and description.stat().st_size > 128 * 1024
+    assert oct(description.stat().st_mode & 0o777) == ("0o644" if backend == "docker" else "0o600")
+    values = pyepics_read(["HE:P0000", "HE:P1999", "HS:P1599"], result["client_env"])
+    assert values == {"HE:P0000": 0, "HE:P1999": 1999, "HS:P1599": 1599}
+    iocfleet("down", str(path), "--backend", backend, state=state, check=True)
+    assert not description.exists()

@@ -121,6 +121,25 @@ def test_corpus_is_big_and_ids_are_unique():
         assert {"id", "class", "args", "exit", "first"} <= set(case), case["id"]
 
 
+def _down_everything(env: dict[str, str], work: Path) -> None:
+    """A safety net: no case may leave an IOC running (a case expecting `up` to be refused that was not)."""
+    xdg = env.get("XDG_STATE_HOME", "")
+    fleets = Path(xdg) / "iocfleet" / "fleets" if xdg.startswith("/") else None
+    if fleets is None or not fleets.is_dir() or fleets.is_symlink():
+        return
+    for directory in fleets.iterdir():
+        if directory.is_dir() and not directory.is_symlink() and any(directory.glob("*.json")):
+            run_cli(["down", "--fleet-name", directory.name, "--backend", "process"], env, work)
+
+
+def test_no_case_starts_an_ioc():
+    # `up` cases must be dry runs or be refused before anything starts.
+    for case in CASES:
+        args = case.get("args") or []
+        if args[:1] == ["up"] and "--dry-run" not in args:
+            assert case["exit"] != 0, case["id"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_hostile_case(case, tmp_path):
     root = tmp_path
@@ -128,7 +147,10 @@ def test_hostile_case(case, tmp_path):
     state_home = Path(env.get("XDG_STATE_HOME") or root / "state")
     skip = state_home if state_home.is_relative_to(root) and state_home != root else None
     before = tree(root, skip=skip)
-    outcome = run_cli(args, env, work)
+    try:
+        outcome = run_cli(args, env, work, timeout=60)
+    finally:
+        _down_everything(env, work)
     after = tree(root, skip=skip)
     assert not outcome.timed_out, f"hung: {case['id']}"
     assert outcome.code != INTERNAL, outcome.stderr

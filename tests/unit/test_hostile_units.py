@@ -62,3 +62,14 @@ def test_readiness_skips_names_no_client_can_search():
                                       ("A B", False), ("PV:é", False), ("PV:\n", False)])
 def test_name_problem_matches_caprotos_client(name, ok):
     assert (probe.name_problem(name) is None) is ok
+
+
+def test_isolating_a_fleet_never_makes_a_name_longer_than_clients_search():
+    from orchestrator.errors import UsageError
+    from orchestrator.run.fleet import isolated
+    from orchestrator.spec import from_dict
+
+    fleet = from_dict({"fleet": "iso", "iocs": [{"name": "a", "prefix": "P:", "pvs": [{"name": "N" * 57}]}]})
+    assert isolated(fleet, None) is fleet
+    with pytest.raises(UsageError, match="longer than 59"):
+        isolated(fleet, "gw0")

@@ -7,11 +7,13 @@ an allow-list: the fleet file cannot inject other Docker options.
 
 from __future__ import annotations
 
+import os
+
 import functools
 from typing import Iterator
 
 from orchestrator import host
-from orchestrator.errors import BackendUnavailable
+from orchestrator.errors import IocfleetError, BackendUnavailable
 from orchestrator.images.catalog import container_hardening, image_tag
 from orchestrator.plan import identity
 from orchestrator.plan.identity import (IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME,
@@ -26,6 +28,7 @@ ALLOWED_RUN_KEYS = frozenset({
 })
 DB_TARGET = "/iocfleet/db"  # database folders, one per `db` entry, read-only
 GROUP_TARGET = "/iocfleet/user"  # the PVGroup's python_path, read-only
+DESCRIPTION_TARGET = "/run/iocfleet-ioc.json"  # where a large IOC description is bind-mounted (read-only)
 ON_FAILURE_RETRIES = 5
 
 
@@ -236,6 +239,7 @@ class DockerBackend:
         """Create and start the IOC's container: two engine calls (a leftover of the same name is replaced)."""
         kwargs = run_kwargs(fleet, ioc, plan_hash)
         kwargs.pop("detach")
+        kwargs = self._description_via_file(fleet, ioc.name, kwargs)
         errors = self._errors()
         try:
             try:
@@ -299,6 +303,32 @@ class DockerBackend:
             self.client.containers.get(instance.container).remove(force=True)
         except self._errors().NotFound:
             pass
+        from orchestrator.run.statedir import fleet_dir
+
+        try:
+            (fleet_dir(instance.fleet) / f"{instance.name}.ioc.json").unlink(missing_ok=True)
+        except (OSError, IocfleetError):
+            pass
+
+    def _description_via_file(self, fleet: str, name: str, kwargs: dict) -> dict:
+        """A large IOCFLEET_IOC (over 128 KiB it fails the container's exec with E2BIG, issue 13 class 4)
+        goes into a file in the state directory, bind-mounted read-only; the IOC reads IOCFLEET_IOC_FILE."""
+        import docker
+
+        from orchestrator.run.backends.process import DESCRIPTION_IN_FILE
+        from orchestrator.run.statedir import fleet_dir, make_dir, write_atomic
+
+        env = dict(kwargs["environment"])
+        text = env.get("IOCFLEET_IOC")
+        if text is None or len(text) <= DESCRIPTION_IN_FILE:
+            return kwargs
+        path = make_dir(fleet_dir(fleet)) / f"{name}.ioc.json"
+        write_atomic(path, text)
+        os.chmod(path, 0o644)  # the IOC's uid in the container reads it through the bind mount
+        del env["IOCFLEET_IOC"]
+        env["IOCFLEET_IOC_FILE"] = DESCRIPTION_TARGET
+        return {**kwargs, "environment": env,
+                "mounts": [docker.types.Mount(DESCRIPTION_TARGET, str(path), type="bind", read_only=True)]}
 
     @_engine_call
     def restart(self, instance: Instance) -> Instance:

@@ -28,6 +28,20 @@ from orchestrator.run import statedir
 from orchestrator.spec.fields import valid_name
 
 STOP_GRACE = 5.0
+# An IOC description larger than this goes to the IOC through a file (IOCFLEET_IOC_FILE): Linux refuses
+# one environment string over 128 KiB (E2BIG at exec; ~1,500 PVs), issue 13 class 4.
+DESCRIPTION_IN_FILE = 32 * 1024
+
+
+def description_via_file(env: dict, path: Path) -> dict:
+    """`env` with a large IOCFLEET_IOC moved into `path` (written 0600, never through a symlink)."""
+    text = env.get("IOCFLEET_IOC")
+    if text is None or len(text) <= DESCRIPTION_IN_FILE:
+        return env
+    statedir.write_atomic(path, text)
+    out = {k: v for k, v in env.items() if k != "IOCFLEET_IOC"}
+    out["IOCFLEET_IOC_FILE"] = str(path)
+    return out
 
 
 class ProcessBackend:
@@ -153,8 +167,8 @@ class ProcessBackend:
         record = {"fleet": fleet, "name": name, "role": role, "runtime": runtime, "plan_hash": plan_hash,
                   "argv": argv, "env": env, "restart": restart, "state": "created", "log": str(log)}
         statedir.write_atomic(state, json.dumps(record, indent=1))
-        child_env = {k: v for k, v in self._environ.items() if not k.startswith("EPICS_")}
-        child_env.update(env)
+        child_env = {k: v for k, v in self._environ.items() if not k.startswith(("EPICS_", "IOCFLEET_IOC"))}
+        child_env.update(description_via_file(env, directory / f"{name}.ioc.json"))
         child_env["PYTHONUNBUFFERED"] = "1"
         console = []
         if role == "ioc" and runtime == "softioc":
@@ -162,12 +176,16 @@ class ProcessBackend:
 
             console = ["--console", "iocfleet-console-" + hashlib.sha256(str(state).encode()).hexdigest()[:20]]
         with os.fdopen(statedir.open_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.run.supervise", "--state", str(state), "--restart", restart,
-                 *console, "--", *argv],
-                env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator.run.supervise", "--state", str(state), "--restart",
+                     restart, *console, "--", *argv],
+                    env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:  # E2BIG from an environment too large, ENOMEM, ...
+                raise UsageError(f"cannot start {name}: {exc.strerror or exc}", f"iocs {name}",
+                                 "make its env smaller (large data belongs in a file)") from exc
         created = host.started_at(proc.pid)
         _merge(state, supervisor_pid=proc.pid, supervisor_created=created)
         return self._instance(checked_record(json.loads(statedir.read_text(state)), fleet, name))
@@ -183,7 +201,7 @@ class ProcessBackend:
         except (OSError, ValueError):
             data = {}
         _terminate(data.get("supervisor_pid"), data.get("supervisor_created"), state)
-        for path in (state, directory / f"{instance.name}.log"):
+        for path in (state, directory / f"{instance.name}.log", directory / f"{instance.name}.ioc.json"):
             path.unlink(missing_ok=True)  # unlinks a planted symlink itself, never its target
         try:
             directory.rmdir()
