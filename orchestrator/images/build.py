@@ -128,9 +128,9 @@ def container_hardening(runtime: str) -> dict:
 
 
 def default_cache_dir(environ: dict | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "iocfleet"
+    from orchestrator.run.statedir import xdg_dir
+
+    return xdg_dir("XDG_CACHE_HOME", (".cache",), environ) / "iocfleet"
 
 
 def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = None,
