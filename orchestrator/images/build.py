@@ -77,9 +77,9 @@ class BuiltImage:
 
 
 def default_cache_dir(environ: dict | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "iocfleet"
+    from orchestrator.paths import xdg_dir
+
+    return xdg_dir("XDG_CACHE_HOME", (".cache",), environ) / "iocfleet"
 
 
 def build_images(runtimes: Sequence[str] = RUNTIMES, base_image: str | None = None,

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.errors import RefusedError, UsageError
-from orchestrator.paths import state_root
+from orchestrator.paths import state_root, xdg_dir
 
-__all__ = ["state_root", "fleet_dir", "make_dir", "fleet_lock"]
+__all__ = ["state_root", "xdg_dir", "fleet_dir", "make_dir", "fleet_lock"]
 
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -7,7 +7,7 @@ Whatever the input, every run must: never exit 70 (an internal error) nor print 
 the corpus (test_hostile_corpus.py) pins exact codes and lines.
 
 The example counts are bounded (130 runs, about 20 s on 2 cores): this runs in every unit-test pass.
-A slow run is run once more before it counts as over the time budget, so a load spike from other
+A slow run is run up to twice more before it counts as over the time budget, so a load spike from other
 processes on the machine is not mistaken for an input that makes iocfleet slow.
 """
 
@@ -147,8 +147,10 @@ def _check(content: bytes, command: str) -> None:
         state = root / "state"
         before = tree(root, skip=state)
         outcome = run_cli(args, env, work, timeout=30)
-        if outcome.seconds > MAX_SECONDS and not outcome.timed_out:
-            outcome = run_cli(args, env, work, timeout=30)  # once more: a load spike, or the input?
+        for _ in range(2):  # a load spike, or the input? An input that is slow is slow every time.
+            if outcome.seconds <= MAX_SECONDS or outcome.timed_out:
+                break
+            outcome = run_cli(args, env, work, timeout=30)
         after = tree(root, skip=state)
         assert not outcome.timed_out, f"{command} hung on {content[:300]!r}"
         assert outcome.code != INTERNAL, (command, outcome.stderr[-3000:], content[:2000])
