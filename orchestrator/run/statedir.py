@@ -22,10 +22,18 @@ __all__ = ["state_root", "xdg_dir", "fleet_dir", "make_dir", "fleet_lock"]
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def fleet_dir(fleet: str, environ=None) -> Path:
+INTERNAL_FLEETS = frozenset({"_host"})  # iocfleet's own (the host repeater, run/repeater.py): `_` starts no user fleet
+
+
+def fleet_name_ok(fleet) -> bool:
+    """A fleet name that may become a path: a valid user fleet name, or one of iocfleet's internal ones."""
     from orchestrator.spec.fields import valid_name
 
-    if not valid_name(fleet):  # every caller validates; this keeps a name from ever becoming a path
+    return valid_name(fleet) or fleet in INTERNAL_FLEETS
+
+
+def fleet_dir(fleet: str, environ=None) -> Path:
+    if not fleet_name_ok(fleet):  # every caller validates; this keeps a name from ever becoming a path
         raise UsageError(f"{fleet!r} is not a fleet name", "fleet", "use 1-63 letters, digits, _ . -")
     return state_root(environ) / "fleets" / fleet
 
@@ -112,9 +120,7 @@ def write_atomic(path: Path, text: str) -> None:
 @contextmanager
 def fleet_lock(fleet: str, command: str, environ=None):
     """Hold the fleet's lock for the duration of a changing command; refuse if another holds it."""
-    from orchestrator.spec.fields import valid_name
-
-    if not valid_name(fleet):
+    if not fleet_name_ok(fleet):
         raise UsageError(f"{fleet!r} is not a fleet name", "fleet", "use 1-63 letters, digits, _ . -")
     root = make_dir(state_root(environ) / "locks")
     path = root / f"{fleet}.lock"

@@ -287,7 +287,7 @@ def _ioc(item: dict, where: str, line: int, problems: Problems) -> IOCSpec:
         problems.add(line, f"{where}.image", "the `image` runtime needs an image",
                      "add `image: NAME:TAG` or use runtime caproto/softioc")
     command = _command(item, where, problems)
-    env = _env(item, where, problems)
+    env = _env(item, where, problems, runtime)
     user = item.get("user")
     if user is not None and (not isinstance(user, (str, int)) or not re.fullmatch(r"[0-9]+(:[0-9]+)?|[a-z_][a-z0-9_-]*", str(user))):
         problems.add(line_of(item, "user"), f"{where}.user", f"{show(user)} is not a user",
@@ -393,7 +393,9 @@ def _command(item: dict, where: str, problems: Problems) -> tuple[str, ...]:
     return tuple(command)
 
 
-def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], ...]:
+def _env(item: dict, where: str, problems: Problems, runtime: str | None = None) -> tuple[tuple[str, str], ...]:
+    # iocfleet's programs read IOCFLEET_*; an `image` IOC runs its own program, so those names are its own
+    owned = PLAN_OWNED_ENV if runtime != "image" else tuple(k for k in PLAN_OWNED_ENV if not k.startswith("IOCFLEET_"))
     env = item.get("env")
     if env is None:
         return ()
@@ -408,7 +410,7 @@ def _env(item: dict, where: str, problems: Problems) -> tuple[tuple[str, str], .
             problems.add(line, f"{where}.env.{key_text(key)}",
                          "not a valid environment variable name",
                          "use letters, digits and _ , not starting with a digit")
-        elif key in PLAN_OWNED_ENV:
+        elif key in owned:
             problems.add(line, f"{where}.env.{key}", "is set by the plan",
                          "remove it; use `network:` (interface, strategy, base_port) instead")
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -53,7 +53,7 @@ def test_image_iocs_are_non_root_read_only_and_capless_unless_the_fleet_file_say
     path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=free_port(35000, 35998))
     teardown.append((fleet, "docker"))
     result = iocfleet_json("up", str(path), "--backend", "docker", "--timeout", "120", state=state)
-    assert result["ready"] is True and all(i["pvs_ready"] == i["pvs_total"] == 3 for i in result["iocs"])
+    assert result["ready"] is True and all(i["pvs_ready"] == i["pvs_total"] == 1 for i in result["iocs"])  # V only: HEARTBEAT/UPTIME are iocfleet programs' (issue 12)
     by_name = {i["name"]: inspect(i["container"]) for i in result["iocs"]}
     for name, info in by_name.items():
         host = info["HostConfig"]

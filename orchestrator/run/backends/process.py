@@ -62,7 +62,7 @@ class ProcessBackend:
         if fleet:
             dirs = [fleet_dir(fleet, self._environ)]
         else:
-            dirs = sorted(p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and valid_name(p.name))
+            dirs = sorted(p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and statedir.fleet_name_ok(p.name))
         found = []
         for directory in dirs:
             if directory.is_symlink():
