@@ -223,14 +223,16 @@ class BlindBackend:
 
 def test_a_server_ioc_whose_sockets_cannot_be_seen_is_ready_by_its_beacon(tmp_path, state, monkeypatch):
     """readiness: server falls back to the beacons the CA repeater forwards (R11, R12) when the IOC's
-    listener cannot be inspected; with a planned TCP port (strategy single) the beacon names it exactly."""
+    listener cannot be inspected; with a planned TCP port (distinct ports; a lone loopback IOC would share
+    the port) the beacon names it exactly."""
     from orchestrator.plan.onhost import plan_spec
     from orchestrator.run import lifecycle
     from orchestrator.run.backends.process import ProcessBackend
     from orchestrator import spec
 
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    fleet = spec.from_dict({"fleet": "real-beacon", "network": {"interface": "lo", "base_port": 24374},
+    fleet = spec.from_dict({"fleet": "real-beacon", "network": {"interface": "lo", "base_port": 24374,
+                                                                "strategy": "distinct-ports"},
                             "iocs": [{"name": "grp", "runtime": "caproto", "prefix": "RB:", "readiness": "server",
                                       "module": "caproto.ioc_examples.simple:SimpleIOC"}]})
     backend = BlindBackend(ProcessBackend())
