@@ -66,5 +66,6 @@ def _with_neighbours(findings: list[Finding], plan: Plan, snapshot: HostSnapshot
     kept = [f for f in findings if not (f.code == "reuseport-uid-mismatch" and f.severity != "error"
                                         and set(f.subjects) <= named)]
     order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(kept + extra, key=lambda f: order[f.severity])
+    # cross-fleet errors first: a refusal's one line then names the fleet this one would break
+    return sorted(extra + kept, key=lambda f: order[f.severity])
 

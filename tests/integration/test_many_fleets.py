@@ -135,6 +135,19 @@ def test_two_process_fleets_share_a_loopback_port_and_the_last_down_stops_the_re
     h = Host(state, tmp_path / "host", netns, {"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     try:
         a, b = _side_by_side(h, tmp_path, "process", 5064, "p", teardown)
+        # a fleet that printed a unicast (strategy single, 127.0.0.1) is protected from a newcomer on it
+        s1 = write_fleet(tmp_path / "s1.yaml", "mfsp", one_ioc("MFSP:", 5.5), base_port=5070, strategy="single")
+        s2 = write_fleet(tmp_path / "s2.yaml", "mfsq", one_ioc("MFSQ:", 6.5), base_port=5070, strategy="single")
+        teardown += [("mfsp", "process"), ("mfsq", "process")]
+        h.ok("up", str(s1), "--backend", "process")
+        assert h.printed_env(s1)["EPICS_CA_ADDR_LIST"] == "127.0.0.1"
+        checked = h.iocfleet("check", str(s2))
+        assert checked.returncode == 1 and "neighbour-settings-broken" in checked.stdout, checked.stdout
+        assert "fleet mfsp" in checked.stdout and "127.0.0.1:5070" in checked.stdout
+        refused = h.iocfleet("up", str(s2), "--backend", "process")
+        assert refused.returncode == 3 and "fleet mfsp" in refused.stderr, refused.stderr
+        assert h.read(["MFSP:X"], h.printed_env(s1))["MFSP:X"] == [5.5]  # untouched
+        h.ok("down", str(s1), "--backend", "process")
         repeater = h.ls()["repeater"]
         assert repeater["provider"] == "iocfleet" and repeater["started_by"] == "mfap", repeater
         first = repeater["pid"]

@@ -130,3 +130,19 @@ def test_neighbours_and_ls_rows_are_read_back_from_the_iocs_environment():
     assert row.states == {"running": 1, "exited": 1}
     assert strategy_of({"EPICS_CA_ADDR_LIST": "127.0.0.1:5064 127.0.0.1:5066"}, 2) == "distinct-ports"
     assert strategy_of({"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1"}, 1) == "single"
+
+
+def test_cross_fleet_errors_come_first_and_replace_the_uid_warning_they_cover(monkeypatch):
+    from orchestrator.plan import onhost
+    from orchestrator.plan.model import Finding
+    from orchestrator.run import hostview
+
+    mine = Finding("neighbour-settings-broken", "error", "fleet old ...", "fix", "R3", ("fleet old",))
+    uid = Finding("port-uid-group", "error", "uid", "fix", "R2", ("fleet old", "100"))
+    monkeypatch.setattr(hostview, "neighbour_findings", lambda plan, snap, own: [mine, uid])
+    local = [Finding("tcp-port-clash", "error", "tcp", "fix", "R9"),
+             Finding("reuseport-uid-mismatch", "warning", "w", "fix", "R2", ("100",)),
+             Finding("repeater-missing", "info", "i", "fix", "R12")]
+    out = onhost._with_neighbours(local, None, None, frozenset())
+    assert [f.code for f in out] == ["neighbour-settings-broken", "port-uid-group", "tcp-port-clash",
+                                     "repeater-missing"]
