@@ -92,6 +92,36 @@ def netns():
     subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+def _hand_started_ioc_is_foreign_and_its_pvs_are_found_live(h: Host, tmp_path: Path) -> None:
+    """A caproto IOC started by hand on 5064 (no fleet): `ls` lists it as foreign with pid and uid, and a
+    fleet serving one of its PVs is refused by `check` naming that pid (found by the live search only)."""
+    from orchestrator.hostmodel import loopback_only_snapshot
+    from orchestrator.images.build import program_argv
+    from orchestrator.plan import planner
+    from orchestrator.spec import model as spec
+
+    hand = spec.from_dict({"fleet": "hand", "network": {"interface": "lo"}, "iocs": one_ioc("MFHAND:", 1.0)})
+    payload = planner.plan(hand, loopback_only_snapshot()).iocs[0].env_dict()["IOCFLEET_IOC"]
+    env = base_env(IOCFLEET_IOC=payload,
+                   EPICS_CAS_INTF_ADDR_LIST="0.0.0.0", EPICS_CA_SERVER_PORT="5064", EPICS_CAS_SERVER_PORT="5064",
+                   EPICS_CAS_AUTO_BEACON_ADDR_LIST="NO", EPICS_CAS_BEACON_ADDR_LIST="127.255.255.255")
+    proc = subprocess.Popen(h._argv(program_argv("caproto")), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # the program says when it serves
+            if "serving" in line.lower() or "listening" in line.lower():
+                break
+        foreign = [s for s in h.ls()["foreign"] if s["pid"] == proc.pid]
+        assert {(s["proto"], s["port"], s["uid"]) for s in foreign} >= {("udp", 5064, 0)}, h.ls()["foreign"]
+        dup = write_fleet(tmp_path / "dup.yaml", "mfdup", one_ioc("MFHAND:", 1.0), base_port=5064)
+        checked = h.iocfleet("check", str(dup))
+        assert checked.returncode == 1 and f"pid {proc.pid}" in checked.stdout and "MFHAND:X" in checked.stdout, \
+            checked.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _record(hostdir: Path) -> Path:
     """The repeater record in a test's own host directory (one network namespace: at most one file)."""
     return next(iter(sorted(hostdir.glob("repeater-*.json"))), hostdir / "no-record")
@@ -148,6 +178,7 @@ def test_two_process_fleets_share_a_loopback_port_and_the_last_down_stops_the_re
         assert refused.returncode == 3 and "fleet mfsp" in refused.stderr, refused.stderr
         assert h.read(["MFSP:X"], h.printed_env(s1))["MFSP:X"] == [5.5]  # untouched
         h.ok("down", str(s1), "--backend", "process")
+        _hand_started_ioc_is_foreign_and_its_pvs_are_found_live(h, tmp_path)
         repeater = h.ls()["repeater"]
         assert repeater["provider"] == "iocfleet" and repeater["started_by"] == "mfap", repeater
         first = repeater["pid"]
