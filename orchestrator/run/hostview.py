@@ -24,7 +24,34 @@ def members(environ=None) -> list[Member]:
     from orchestrator.run.backends.docker import host_members
     from orchestrator.run.backends.process import ProcessBackend
 
-    return [*host_members(), *ProcessBackend(environ).members()]
+    own = ProcessBackend(environ).members()
+    return [*host_members(), *own, *_supervised_members({(m.fleet, m.name) for m in own})]
+
+
+def _supervised_members(known: set[tuple[str, str]]) -> list[Member]:
+    """Process fleets of other state directories (another user, another XDG_STATE_HOME), found by their
+    running supervisors' `--state` files. Processes that vanish mid-scan are skipped."""
+    import psutil
+
+    from orchestrator.run.backends.process import ProcessBackend
+
+    reader = ProcessBackend({})
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "orchestrator.run.supervise" not in cmd or "--state" not in cmd:
+            continue
+        try:
+            data = json.loads(open(cmd[cmd.index("--state") + 1]).read())
+            inst = reader._instance(data, details=False)
+        except (IndexError, OSError, ValueError, KeyError):
+            continue
+        if (inst.fleet, inst.name) in known:
+            continue
+        known.add((inst.fleet, inst.name))
+        out.append(Member("process", inst.fleet, inst.name, inst.role, inst.runtime, inst.state, inst.pid, None,
+                          dict(data.get("env") or {}), None))
+    return out
 
 
 def family(pid: int | None) -> tuple[int, ...]:

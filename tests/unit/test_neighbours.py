@@ -146,3 +146,20 @@ def test_cross_fleet_errors_come_first_and_replace_the_uid_warning_they_cover(mo
     out = onhost._with_neighbours(local, None, None, frozenset())
     assert [f.code for f in out] == ["neighbour-settings-broken", "port-uid-group", "tcp-port-clash",
                                      "repeater-missing"]
+
+
+def test_ls_text_shortens_port_ranges_and_long_client_lists_and_names_the_repeater_provider():
+    from orchestrator.render import host_view_text
+    from orchestrator.run.hostview import FleetRow, ForeignServer, HostView
+
+    rows = (FleetRow("many", "process", "distinct-ports", "lo", tuple(range(5070, 5090)),
+                     " ".join(f"127.0.0.1:{p}" for p in range(5070, 5090)), 20, {"running": 20}),)
+    foreign = (ForeignServer("udp", "0.0.0.0", 5064, 77, 1000, "softIoc", None),)
+    text = host_view_text(HostView(rows, foreign, {"port": 5065, "held": True, "provider": "iocfleet", "pid": 9,
+                                                   "process": "python", "backend": "docker", "started_by": "many"}))
+    assert "5070-5089" in text and "127.0.0.1:5070 127.0.0.1:5071 …(+18)" in text
+    assert "softIoc" in text and "1000" in text
+    assert "iocfleet's, started for fleet many (docker, pid 9)" in text
+    empty = host_view_text(HostView((), (), {"port": 5065, "held": False, "provider": None, "pid": None,
+                                             "process": None, "backend": None, "started_by": None}))
+    assert empty.startswith("no fleets on this host") and "nobody holds it" in empty
