@@ -163,3 +163,14 @@ def test_ls_text_shortens_port_ranges_and_long_client_lists_and_names_the_repeat
     empty = host_view_text(HostView((), (), {"port": 5065, "held": False, "provider": None, "pid": None,
                                              "process": None, "backend": None, "started_by": None}))
     assert empty.startswith("no fleets on this host") and "nobody holds it" in empty
+
+
+def test_a_same_named_pv_on_another_port_is_not_a_duplicate_for_this_fleets_clients():
+    p = planner.plan(fleet(prefix="OLD:", base_port=5070), lo_host(), ioc_uid=0)
+    other_port = nb.Neighbour("old", "docker", (("127.255.255.255", 5064),),
+                              (nb.NeighbourIOC("ioc0", "caproto", (100,), ("OLD:0:X",), 5064),))
+    same_port = nb.Neighbour("old", "docker", (("127.255.255.255", 5070),),
+                             (nb.NeighbourIOC("ioc0", "caproto", (100,), ("OLD:0:X",), 5070),))
+    assert nb.check(p, lo_host(), (other_port,)) == []
+    (f,) = nb.check(p, lo_host(), (same_port,))
+    assert f.code == "duplicate-pv" and "on UDP 5070" in f.message and "fleet old" in f.message
