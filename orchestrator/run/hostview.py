@@ -30,16 +30,21 @@ def members(environ=None) -> list[Member]:
 
 def _supervised_members(known: set[tuple[str, str]]) -> list[Member]:
     """Process fleets of other state directories (another user, another XDG_STATE_HOME), found by their
-    running supervisors' `--state` files. Processes that vanish mid-scan are skipped."""
+    running supervisors' `--state` files, in this network namespace only (a fleet in another namespace
+    shares no port with this one). Processes that vanish mid-scan are skipped."""
     import psutil
 
     from orchestrator.run.backends.process import ProcessBackend
+    from orchestrator.run.repeater import netns_id
 
     reader = ProcessBackend({})
+    here = netns_id()
     out = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info.get("cmdline") or []
         if "orchestrator.run.supervise" not in cmd or "--state" not in cmd:
+            continue
+        if netns_id(proc.pid) not in (here, "?"):
             continue
         try:
             data = json.loads(open(cmd[cmd.index("--state") + 1]).read())
