@@ -19,13 +19,18 @@ PROBE_TIMEOUT = 0.4
 
 
 def members(environ=None) -> list[Member]:
-    """Every instance of every fleet on this host: docker containers (if an engine answers) and this
-    user's process fleets."""
+    """Every instance of every fleet sharing this host's network: docker containers (if an engine answers
+    and this is the host's namespace), this user's process fleets, and process fleets of other state
+    directories in this namespace."""
     from orchestrator.run.backends.docker import host_members
     from orchestrator.run.backends.process import ProcessBackend
 
+    from orchestrator.run.repeater import netns_id
+
     own = ProcessBackend(environ).members()
-    return [*host_members(), *own, *_supervised_members({(m.fleet, m.name) for m in own})]
+    # docker IOCs use host networking: they share ports only with what runs in pid 1's namespace
+    docker = host_members() if netns_id() == netns_id(1) or "?" in (netns_id(), netns_id(1)) else []
+    return [*docker, *own, *_supervised_members({(m.fleet, m.name) for m in own})]
 
 
 def _supervised_members(known: set[tuple[str, str]]) -> list[Member]:

@@ -133,9 +133,8 @@ def _running_fleets(environ=None) -> set[str]:
 
     here = netns_id()
     live = ("running", "restarting", "created")
-    fleets = {m.fleet for m in members(environ)
-              if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in live
-              and (m.backend == "process" or netns_id(1) in (here, "?"))}
+    fleets = {m.fleet for m in members(environ)  # docker ones only in pid 1's namespace (members decides)
+              if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in live}
     return fleets | _supervised_fleets(here)
 
 
