@@ -502,27 +502,11 @@ def _write_output(output: str, text: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys, docs/cli.md).")
 def ls_command(as_json: bool) -> None:
     """List every fleet on this host, the CA servers of no fleet, and who provides the CA repeater."""
-    from orchestrator.render import table
+    from orchestrator.render import host_view_text
     from orchestrator.run.hostview import host_view
 
     view = host_view()
-    if as_json:
-        click.echo(_json(view.to_dict()))
-        return
-    click.echo(table(["fleet", "backend", "strategy", "interface", "ports", "iocs", "states", "clients"],
-                     [[f.fleet, f.backend, f.strategy, f.interface or "?", ",".join(map(str, f.udp_ports)),
-                       str(f.iocs), " ".join(f"{k}:{v}" for k, v in sorted(f.states.items())), f.client_addr_list]
-                      for f in view.fleets]) if view.fleets else "no fleets on this host")
-    if view.foreign:
-        click.echo("\nCA servers of no fleet:")
-        click.echo(table(["proto", "address", "port", "pid", "uid", "process", "container"],
-                         [[s.proto, s.address, str(s.port), str(s.pid or "?"), str(s.uid if s.uid is not None else "?"),
-                           s.process or "?", (s.container or "")[:12]] for s in view.foreign]))
-    r = view.repeater
-    who = ("none holds it" if not r["held"] else
-           f"iocfleet, started by fleet {r['started_by']} ({r.get('backend')})" if r["provider"] == "iocfleet" else
-           f"pid {r['pid']} ({r['process'] or 'unknown'}), not started by iocfleet")
-    click.echo(f"\nCA repeater (UDP {r['port']}): {who}")
+    click.echo(_json(view.to_dict()) if as_json else host_view_text(view))
 
 
 @cli.command()

@@ -411,3 +411,11 @@ def sockets_visible(pid: int | None) -> bool:
     except psutil.Error:
         return True
 
+
+def netns_id(pid: int | str = "self") -> str:
+    """The inode of a process's network namespace ("?" when it cannot be read)."""
+    try:
+        return str(os.stat(f"/proc/{pid}/ns/net").st_ino)
+    except OSError:
+        return "?"
+

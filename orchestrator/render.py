@@ -129,3 +129,40 @@ def status_text(fleet: str, backend: str, instances, ready: dict | None = None) 
         rows = [(*row, ready.get(i.name, {}).get("ready_by", "")) for row, i in zip(rows, instances)]
         columns += ("ready by",)
     return f"fleet {fleet} on {backend}:\n" + table(columns, rows)
+
+
+def _ports_text(ports) -> str:
+    """5064 or 5064-5083 (consecutive) or 5064,5070."""
+    ports = list(ports)
+    if len(ports) > 2 and ports == list(range(ports[0], ports[0] + len(ports))):
+        return f"{ports[0]}-{ports[-1]}"
+    return ",".join(map(str, ports))
+
+
+def _short(text: str, entries: int = 2) -> str:
+    words = text.split()
+    return " ".join(words[:entries]) + (f" …(+{len(words) - entries})" if len(words) > entries else "")
+
+
+def host_view_text(view) -> str:
+    """`iocfleet ls`: fleets, CA servers of no fleet, and who provides the repeater."""
+    lines = [table(["fleet", "backend", "strategy", "interface", "ports", "iocs", "states", "clients"],
+                   [[f.fleet, f.backend, f.strategy, f.interface or "?", _ports_text(f.udp_ports), str(f.iocs),
+                     " ".join(f"{k}:{v}" for k, v in sorted(f.states.items())), _short(f.client_addr_list)]
+                    for f in view.fleets]) if view.fleets else "no fleets on this host"]
+    if view.foreign:
+        lines += ["", "CA servers of no fleet:",
+                  table(["proto", "address", "port", "pid", "uid", "process", "container"],
+                        [[s.proto, s.address, str(s.port), str(s.pid or "?"),
+                          "?" if s.uid is None else str(s.uid), s.process or "?", (s.container or "")[:12]]
+                         for s in view.foreign])]
+    r = view.repeater
+    if not r["held"]:
+        who = "nobody holds it (the next `iocfleet up` starts one)"
+    elif r["provider"] == "iocfleet":
+        by = f"fleet {r['started_by']}" if r["started_by"] else "an earlier `iocfleet up` (no record in this host directory)"
+        who = f"iocfleet's, started for {by} ({r['backend']}, pid {r['pid']})"
+    else:
+        who = f"pid {r['pid']} ({r['process'] or 'unknown'}), not started by iocfleet: used as it is"
+    lines += ["", f"CA repeater (UDP {r['port']}): {who}"]
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ class NeighbourIOC:
     runtime: str
     pids: tuple[int, ...] = ()
     pvs: tuple[str, ...] = ()
+    udp_port: int | None = None  # None: unknown, counts as sharing every port
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,15 @@ def check(plan: Plan, snapshot: HostSnapshot, neighbours: tuple[Neighbour, ...] 
 
 
 def _duplicate_pvs(plan: Plan, neighbours, answers, owners: Owners, own_pids) -> list[Finding]:
+    """PVs a search of this fleet's clients would get two answers for (R14): served by a neighbour IOC on one
+    of this fleet's UDP ports, or answered live by a server that is not this fleet's."""
     ours = {pv: ioc.name for ioc in plan.iocs for pv in ioc.pv_names}
+    ports = {ioc.udp_port for ioc in plan.iocs}
     clashes: dict[str, set[str]] = {}
     for n in neighbours:
         for ioc in n.iocs:
+            if ioc.udp_port is not None and ioc.udp_port not in ports:
+                continue  # another port: no search of this fleet's clients reaches it
             for pv in set(ioc.pvs) & ours.keys():
                 clashes.setdefault(f"fleet {n.fleet} ({n.backend}, IOC {ioc.name})", set()).add(pv)
     for a in answers:
@@ -107,7 +113,8 @@ def _duplicate_pvs(plan: Plan, neighbours, answers, owners: Owners, own_pids) ->
         names = sorted(pvs)
         listing = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         out.append(Finding("duplicate-pv", ERROR,
-                           f"{len(names)} PV(s) of fleet {plan.fleet} are already served on this host by {who}: "
+                           f"{len(names)} PV(s) of fleet {plan.fleet} are already served on this host, on UDP "
+                           f"{'/'.join(map(str, sorted(ports)))}, by {who}: "
                            f"{listing}",
                            f"give this fleet's IOCs another prefix, or stop {who.split(' (')[0]} first; clients "
                            "connect to whichever server answers first", "R14", (who, *names[:5])))

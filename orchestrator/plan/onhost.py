@@ -81,7 +81,8 @@ def _with_neighbours(findings: list[Finding], extra: list[Finding]) -> list[Find
     named = {s for f in extra if f.code == "port-uid-group" for s in f.subjects}
     kept = [f for f in findings if not (f.code == "reuseport-uid-mismatch" and f.severity != "error"
                                         and set(f.subjects) <= named)]
-    return list(by_severity(kept + list(extra)))
+    # cross-fleet errors first: a refusal's one line then names the fleet this one would break
+    return list(by_severity(list(extra) + kept))
 
 
 def fanout_preflight(fan) -> list[Finding]:

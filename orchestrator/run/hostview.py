@@ -46,7 +46,9 @@ def neighbours_of(found: list[Member]) -> tuple[nb.Neighbour, ...]:
             except ValueError:
                 payload = {}
             pvs = nb.neighbour_pvs(payload) if payload else ()
-            neighbour_iocs.append(nb.NeighbourIOC(m.name, m.runtime, family(m.pid), pvs))
+            port = m.env.get("EPICS_CAS_SERVER_PORT", "")
+            neighbour_iocs.append(nb.NeighbourIOC(m.name, m.runtime, family(m.pid), pvs,
+                                                  int(port) if str(port).isdigit() else None))
         out.append(nb.Neighbour(fleet, backend, addr_list, tuple(neighbour_iocs)))
     return tuple(out)
 

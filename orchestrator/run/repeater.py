@@ -40,10 +40,9 @@ def host_dir(environ=None) -> Path:
 
 def netns_id(pid: int | str = "self") -> str:
     """The inode of a process's network namespace ("?" when it cannot be read)."""
-    try:
-        return str(os.stat(f"/proc/{pid}/ns/net").st_ino)
-    except OSError:
-        return "?"
+    from orchestrator import host
+
+    return host.netns_id(pid)
 
 
 @contextmanager
@@ -133,9 +132,8 @@ def _running_fleets(environ=None) -> set[str]:
 
     here = netns_id()
     live = ("running", "restarting", "created")
-    fleets = {m.fleet for m in members(environ)
-              if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in live
-              and (m.backend == "process" or netns_id(1) in (here, "?"))}
+    fleets = {m.fleet for m in members(environ)  # docker ones only in pid 1's namespace (members decides)
+              if m.role == "ioc" and m.fleet != HOST_FLEET and m.state in live}
     return fleets | _supervised_fleets(here)
 
 

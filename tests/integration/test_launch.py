@@ -44,7 +44,10 @@ def test_fleet_comes_up_every_pv_reads_with_printed_settings_and_down_leaves_not
                                                                                       backend):
     fleet = f"launch-{backend}"
     iocs = seven_iocs(f"LT{backend[0].upper()}:")
-    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=24064)
+    # one port per backend: docker IOCs (uid 10064) and processes (this uid) on one port would be refused
+    # as port-uid-group (R2) when the two variants run at the same time
+    port = 24064 if backend == "docker" else 24074
+    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=port)
     teardown.append((fleet, backend))
 
     result = iocfleet_json("up", str(path), "--backend", backend, "--timeout", "120", state=state)
@@ -54,7 +57,7 @@ def test_fleet_comes_up_every_pv_reads_with_printed_settings_and_down_leaves_not
                for i in result["iocs"])
     client_env = result["client_env"]
     assert client_env == {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": "127.255.255.255",
-                          "EPICS_CA_SERVER_PORT": "24064"}
+                          "EPICS_CA_SERVER_PORT": str(port)}
 
     values = pyepics_read(declared_pvs(iocs), client_env)
     missing = [name for name, value in values.items() if value is None]
@@ -105,8 +108,8 @@ def _wait_for_state(fleet, backend, state, name, wanted, timeout=30.0) -> dict:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_during_up_removes_what_it_started(tmp_path, state, teardown, backend):
     fleet = f"interrupt-{backend}"
-    iocs = seven_iocs("INT:")
-    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=24164)
+    iocs = seven_iocs(f"INT{backend[0].upper()}:")  # per backend: both variants may run at once
+    path = write_fleet(tmp_path / "fleet.yaml", fleet, iocs, base_port=24164 if backend == "docker" else 24174)
     teardown.append((fleet, backend))
     proc, _ = start_up(path, backend, state, until="starting cp2")
     try:

@@ -58,3 +58,37 @@ def test_the_record_and_lock_are_per_network_namespace(host):
     _, _, env = host
     assert repeater.record_path(env).name == f"repeater-{repeater.netns_id()}.json"
     assert repeater.netns_id() != "?"
+
+
+def test_the_host_view_skips_containers_that_vanish_between_listing_and_inspect():
+    import docker
+
+    from orchestrator.run.backends.docker import host_members
+
+    class Listed:
+        def __init__(self, id_):
+            self.id = id_
+
+    class API:
+        def inspect_container(self, id_):
+            if id_ == "gone":  # another worker's `down` removed it after the listing
+                raise docker.errors.NotFound("no such container")
+            if id_ == "hiccup":
+                raise docker.errors.APIError("engine busy")
+            return {"Id": id_, "Config": {"Labels": {"org.iocfleet.fleet": "f", "org.iocfleet.ioc": "a",
+                                                     "org.iocfleet.role": "ioc", "org.iocfleet.runtime": "caproto"},
+                                          "Env": ["EPICS_CA_ADDR_LIST=127.255.255.255", "X=a=b"], "User": "10064"},
+                    "State": {"Status": "running", "Pid": 0}}
+
+    class Client:
+        api = API()
+
+        class containers:  # noqa: N801 - mimics docker-py's attribute
+            @staticmethod
+            def list(all, filters, sparse):
+                assert sparse and all and filters == {"label": "org.iocfleet.fleet"}
+                return [Listed("gone"), Listed("kept"), Listed("hiccup")]
+
+    (m,) = host_members(Client())
+    assert (m.fleet, m.name, m.backend, m.state, m.pid) == ("f", "a", "docker", "running", None)
+    assert m.env == {"EPICS_CA_ADDR_LIST": "127.255.255.255", "X": "a=b"}

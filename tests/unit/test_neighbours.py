@@ -130,3 +130,45 @@ def test_neighbours_and_ls_rows_are_read_back_from_the_iocs_environment():
     assert row.states == {"running": 1, "exited": 1}
     assert strategy_of({"EPICS_CA_ADDR_LIST": "127.0.0.1:5064 127.0.0.1:5066"}, 2) == "distinct-ports"
     assert strategy_of({"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1"}, 1) == "single"
+
+
+def test_cross_fleet_errors_come_first_and_replace_the_uid_warning_they_cover():
+    from orchestrator.plan import onhost
+    from orchestrator.plan.model import Finding
+
+    mine = Finding("neighbour-settings-broken", "error", "fleet old ...", "fix", "R3", ("fleet old",))
+    uid = Finding("port-uid-group", "error", "uid", "fix", "R2", ("fleet old", "100"))
+    local = [Finding("tcp-port-clash", "error", "tcp", "fix", "R9"),
+             Finding("reuseport-uid-mismatch", "warning", "w", "fix", "R2", ("100",)),
+             Finding("repeater-missing", "info", "i", "fix", "R12")]
+    out = onhost._with_neighbours(local, [mine, uid])  # run.hostview.neighbour_findings' answer, injected
+    assert [f.code for f in out] == ["neighbour-settings-broken", "port-uid-group", "tcp-port-clash",
+                                     "repeater-missing"]
+
+
+def test_ls_text_shortens_port_ranges_and_long_client_lists_and_names_the_repeater_provider():
+    from orchestrator.render import host_view_text
+    from orchestrator.run.hostview import FleetRow, ForeignServer, HostView
+
+    rows = (FleetRow("many", "process", "distinct-ports", "lo", tuple(range(5070, 5090)),
+                     " ".join(f"127.0.0.1:{p}" for p in range(5070, 5090)), 20, {"running": 20}),)
+    foreign = (ForeignServer("udp", "0.0.0.0", 5064, 77, 1000, "softIoc", None),)
+    text = host_view_text(HostView(rows, foreign, {"port": 5065, "held": True, "provider": "iocfleet", "pid": 9,
+                                                   "process": "python", "backend": "docker", "started_by": "many"}))
+    assert "5070-5089" in text and "127.0.0.1:5070 127.0.0.1:5071 …(+18)" in text
+    assert "softIoc" in text and "1000" in text
+    assert "iocfleet's, started for fleet many (docker, pid 9)" in text
+    empty = host_view_text(HostView((), (), {"port": 5065, "held": False, "provider": None, "pid": None,
+                                             "process": None, "backend": None, "started_by": None}))
+    assert empty.startswith("no fleets on this host") and "nobody holds it" in empty
+
+
+def test_a_same_named_pv_on_another_port_is_not_a_duplicate_for_this_fleets_clients():
+    p = planner.plan(fleet(prefix="OLD:", base_port=5070), lo_host(), ioc_uid=0)
+    other_port = nb.Neighbour("old", "docker", (("127.255.255.255", 5064),),
+                              (nb.NeighbourIOC("ioc0", "caproto", (100,), ("OLD:0:X",), 5064),))
+    same_port = nb.Neighbour("old", "docker", (("127.255.255.255", 5070),),
+                             (nb.NeighbourIOC("ioc0", "caproto", (100,), ("OLD:0:X",), 5070),))
+    assert nb.check(p, lo_host(), (other_port,)) == []
+    (f,) = nb.check(p, lo_host(), (same_port,))
+    assert f.code == "duplicate-pv" and "on UDP 5070" in f.message and "fleet old" in f.message
