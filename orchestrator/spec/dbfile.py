@@ -273,6 +273,9 @@ def _check_definitions(records: list[Record]) -> None:
 def _record(reader: _Reader, line: int) -> list[Record]:
     file = reader.file
     reader.expect("(", "after record")
+    if reader.peek() == "*":  # EPICS base: "Invalid character '*'"; only the quoted form names "the same"
+        raise DbError(file, reader.line(), "record(*, ...): an unquoted * is not valid in a database",
+                      'write record("*", NAME) to add fields to a record defined earlier')
     rtype, tline = _name(reader, "the record type")
     reader.expect(",", "between the record type and name")
     name, nline = _name(reader, "the record name")

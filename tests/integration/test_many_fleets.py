@@ -27,7 +27,10 @@ from caproto.sync.client import read
 out = {}
 for name in sys.argv[1:]:
     try:
-        out[name] = read(name, timeout=5).data.tolist()
+        data = read(name, timeout=5).data
+        data = data.tolist() if hasattr(data, "tolist") else list(data)
+        # iocStats UPTIME is a string PV: caproto gives bytes
+        out[name] = [d.decode(errors="replace") if isinstance(d, bytes) else d for d in data]
     except Exception as exc:
         out[name] = None
 print(json.dumps(out))
@@ -99,7 +102,7 @@ def _hand_started_ioc_is_foreign_and_its_pvs_are_found_live(h: Host, tmp_path: P
     from orchestrator.hostmodel import loopback_only_snapshot
     from orchestrator.images.build import program_argv
     from orchestrator.plan import planner
-    from orchestrator.spec import model as spec
+    from orchestrator import spec
 
     hand = spec.from_dict({"fleet": "hand", "network": {"interface": "lo"}, "iocs": one_ioc("MFHAND:", 1.0)})
     payload = planner.plan(hand, loopback_only_snapshot()).iocs[0].env_dict()["IOCFLEET_IOC"]

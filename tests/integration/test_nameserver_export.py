@@ -31,10 +31,10 @@ def test_compose_export_with_a_name_server_serves_every_pv(docker_client, ioc_im
     plan = planner.plan(fleet, loopback_only_snapshot(), interface="lo")
     assert plan.client_env_dict()["EPICS_CA_NAME_SERVERS"] == f"127.0.0.1:{base + 2}"
     path = tmp_path / "compose.yaml"
-    path.write_text(compose_yaml(plan, fleet, ioc_images))
+    path.write_text(compose_yaml(plan, fleet, ioc_images, v1=True))  # the installed docker-compose is 1.29
     names = [n for ioc in plan.iocs for n in ioc.pv_names]
     try:
-        up = compose(project, path, "up", "-d")
+        up = compose(project, path, "--profile", "iocs", "up", "-d")  # every IOC has the profile `iocs`
         assert up.returncode == 0, up.stderr
         assert any(c.labels.get("org.iocfleet.role") == "nameserver" for c in containers_of(docker_client, name))
         deadline = time.monotonic() + 120
@@ -47,6 +47,6 @@ def test_compose_export_with_a_name_server_serves_every_pv(docker_client, ioc_im
         assert {n: values[n] for n in names if n.endswith(":V")} == {f"NSEXP:{i}:V": float(i) for i in range(3)}
         assert all(values[n] is not None for n in names)
     finally:
-        compose(project, path, "down", "--timeout", "5", "--remove-orphans")
+        compose(project, path, "--profile", "iocs", "down", "--timeout", "5", "--remove-orphans")
         remove_fleet_containers(docker_client, name)
     assert containers_of(docker_client, name) == []

@@ -129,7 +129,8 @@ def test_trailing_comments_are_never_expanded_whatever_the_strings_hold(fields, 
 
 @pytest.mark.parametrize("text,line,words", [
     ('record(ai, "A")\nrecord(ao, "A")\n', 2, "already a ai, not a ao"),
-    ('record(*, "A")\nrecord(ai, "A")\n', 1, "before 'A' is defined"),
+    ('record("*", "A")\nrecord(ai, "A")\n', 1, "before 'A' is defined"),
+    ('record(ai, "A")\nrecord(*, "A")\n', 2, "an unquoted * is not valid"),  # EPICS: Invalid character '*'
     ('record(ai, "A")\nrecord(ai, "B")\nalias("A", "B")\n', 3, "already a record name"),
     ('record(ai, "A")\nrecord(ai, "B")\nalias("A", "C")\nalias("B", "C")\n', 4, "already names 'A'"),
     ('alias("A", "C")\nrecord(ai, "A")\n', 1, "not defined before it"),
@@ -142,5 +143,5 @@ def test_definitions_epics_refuses(text, line, words):
 
 def test_definitions_epics_accepts():
     text = ('record(ai, "A") {\n  alias("A2")\n}\nrecord(ai, "A") {\n  field(DESC, "more")\n}\n'
-            'record(*, "A")\nalias("A", "C")\nalias("A", "C")\n')
+            'record("*", "A")\nalias("A", "C")\nalias("A", "C")\n')
     assert sorted({r.name for r in parse(text, "d.db", {})}) == ["A", "A2", "C"]

@@ -293,7 +293,7 @@ def _tail_text(path: Path, limit: int = 4_000_000) -> str:
         os.close(fd)
 
 
-ROLES = ("ioc", "repeater")
+ROLES = ("ioc", "repeater", "nameserver")  # the name server (R15) is a supervised instance too
 STATES = ("created", "running", "restarting", "exited")
 
 
@@ -319,5 +319,6 @@ def checked_record(data, fleet: str, name: str) -> dict:
           and data.get("restart", "no") in ("no", "on-failure", "always"))
     if ok:
         return data
-    return {"fleet": fleet, "name": name, "role": "ioc" if name != REPEATER else "repeater", "runtime": "invalid",
+    role = {REPEATER: "repeater", "ca-nameserver": "nameserver"}.get(name, "ioc")
+    return {"fleet": fleet, "name": name, "role": role, "runtime": "invalid",
             "plan_hash": "invalid", "state": "exited", "exit_code": None, "restarts": 0}
