@@ -172,6 +172,19 @@ def destroy(lab_names: tuple[str, ...], root_veth: str | None) -> None:
 
 
 @contextlib.contextmanager
+def bare_namespace(tag: str = "b") -> Iterator[str]:
+    """A network namespace with only `lo` up, linked to nothing; yield its name; always remove it (and
+    every process left in it)."""
+    name = f"iocf{tag}{os.getpid()}x{next(_counter)}"
+    try:
+        ip("netns", "add", name)
+        ip("-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        destroy((name,), None)
+
+
+@contextlib.contextmanager
 def make_lab(peer_in_namespace: bool = False, tag: str = "", peer_brd: bool = True,
              ns_brd: bool = True) -> Iterator[Lab]:
     """Create a lab (see module doc); yield it; always remove it.

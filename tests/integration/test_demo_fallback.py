@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from labnet import bare_namespace
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,16 +57,8 @@ def clean_checkout(dest: Path) -> Path:
 
 @pytest.fixture
 def netns():
-    name = f"mfdemo{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-    yield name
-    for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
-        try:
-            os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
-            pass
-    subprocess.run(["ip", "netns", "del", name], check=False)
+    with bare_namespace("demo") as name:
+        yield name
 
 
 @pytest.mark.docker

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from labnet import bare_namespace
 from cli_run import base_env, labelled_containers, supervisors, write_fleet
 from ports import free_port
 
@@ -84,16 +85,8 @@ class Host:
 
 @pytest.fixture
 def netns():
-    name = f"mf{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-    yield name
-    for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
-        try:
-            os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
-            pass
-    subprocess.run(["ip", "netns", "del", name], check=False)
+    with bare_namespace("mf") as name:
+        yield name
 
 
 def _hand_started_ioc_is_foreign_and_its_pvs_are_found_live(h: Host, tmp_path: Path) -> None:
