@@ -17,7 +17,6 @@ for _candidate in (_HERE, _HERE.parent / "common"):
 
 import asyncio  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 
 import numpy as np  # noqa: E402
 from caproto import (AccessRights, ChannelChar, ChannelData, ChannelDouble,  # noqa: E402
@@ -25,6 +24,7 @@ from caproto import (AccessRights, ChannelChar, ChannelData, ChannelDouble,  # n
 from caproto.asyncio.server import Context  # noqa: E402
 
 from iocfleet_ioc import iocstats, report  # noqa: E402
+from iocfleet_ioc.signals import run_until_signalled  # noqa: E402
 from iocfleet_ioc.spec import STANDARD_PVS, IocSpec, PvSpec  # noqa: E402
 from iocfleet_ioc.updates import run_updates  # noqa: E402
 
@@ -156,14 +156,7 @@ async def serve(spec: IocSpec) -> None:
             await run_updates(spec, write)
 
     ctx = ListeningContext(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
-    task = asyncio.ensure_future(ctx.run(startup_hook=startup))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await run_until_signalled(ctx, startup)
 
 
 def main() -> None:

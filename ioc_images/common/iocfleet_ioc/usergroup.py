@@ -6,12 +6,12 @@ IOCFLEET_GROUP is JSON {"module": "pkg.mod:Class", "python_path": FOLDER or null
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
-import signal
 import sys
 from typing import Mapping
+
+from iocfleet_ioc.signals import run_until_signalled
 
 
 def make_group(environ: Mapping[str, str]):
@@ -34,11 +34,4 @@ async def serve(environ: Mapping[str, str], context_class) -> None:
               f"(prefix {data.get('prefix', '')!r})", flush=True)
 
     ctx = context_class(group.pvdb)
-    task = asyncio.ensure_future(ctx.run(startup_hook=startup))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await run_until_signalled(ctx, startup)
