@@ -128,16 +128,23 @@ def _plan_options(func):
     return click.argument("fleet", type=click.Path(dir_okay=True, path_type=str), shell_complete=_complete_files)(func)
 
 
+_pack_option = click.option(
+    "--pack/--no-pack", default=None,
+    help="Run the caproto IOCs packed, many in one process (overrides the file's `pack`; docs/packs.md).")
+
+
 @cli.command()
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (stable keys).")
 @click.option("--explain", is_flag=True, help="Print every decision with the rule behind it.")
-def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool, explain: bool) -> None:
+@_pack_option
+def plan(fleet: str, strategy: str | None, interface: str | None, as_json: bool, explain: bool,
+         pack: bool | None) -> None:
     """Plan bind addresses, ports and client settings for a fleet, and check them."""
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import plan_text
 
-    planned = plan_file(fleet, strategy, interface)
+    planned = plan_file(fleet, strategy, interface, pack=pack)
     click.echo(_json(planned.to_dict()) if as_json else plan_text(planned, explain))
 
 
@@ -198,14 +205,16 @@ def _finite(value: float, name: str) -> float:
 @click.option("--keep-on-failure", is_flag=True, help="Leave started IOCs running when `up` fails.")
 @click.option("--fanout", type=click.Choice(["none", "dnat"]), default=None,
               help="Override network.fanout: dnat makes unicast to this host reach every IOC (R17).")
-def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure, fanout) -> None:
+@_pack_option
+def up(fleet, strategy, interface, backend, timeout, as_json, dry_run, force, keep_on_failure, fanout, pack) -> None:
     """Start the fleet and wait until every PV is connectable through the printed client settings."""
     from orchestrator.render import diff_text, progress_printer, up_text
     from orchestrator.run.service import up_fleet
 
     progress = progress_printer(sys.stderr, not as_json)
     result = up_fleet(fleet, strategy, interface, backend, timeout, dry_run, force, keep_on_failure, progress,
-                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True), fanout=fanout)
+                      notice=lambda line: click.echo(f"iocfleet: note: {line}", err=True), fanout=fanout,
+                      pack=pack)
     if as_json:
         click.echo(_json(result.to_dict()))
     else:
@@ -230,9 +239,11 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 
     from orchestrator.run.service import fleet_findings, readiness_now
 
+    from orchestrator.run.instance import per_ioc
+
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)
-    instances = chosen.instances(name)
+    instances = per_ioc(chosen.instances(name))  # a pack shows as its IOCs, each naming the pack
     findings = fleet_findings(name, instances)
     ready = readiness_now(fleet, chosen) if instances else {}  # with the fleet file: how each IOC is ready
     if as_json:
@@ -254,15 +265,15 @@ def status(fleet, fleet_name, backend, as_json) -> None:
 def logs(fleet, ioc, follow, tail, backend) -> None:
     """Print an IOC's log (FLEET is the fleet file or its name)."""
     from orchestrator.run.backends import select
-    from orchestrator.run.lifecycle import find
+    from orchestrator.run.lifecycle import find, follow_of, logs_of
 
     chosen = select(backend)
     instance = find(chosen, _fleet_name(fleet, None), ioc)
     if follow:
-        for line in chosen.follow(instance):
+        for line in follow_of(chosen, instance, ioc):
             click.echo(line)
     else:
-        click.echo("\n".join(chosen.logs(instance, tail)))
+        click.echo("\n".join(logs_of(chosen, instance, ioc, tail)))
 
 
 @cli.command()
@@ -278,7 +289,11 @@ def restart(fleet, ioc, backend) -> None:
     chosen = select(backend)
     name = _fleet_name(fleet, None)
     with fleet_lock(name, "restart"):
-        instance = chosen.restart(find(chosen, name, ioc))
+        found = find(chosen, name, ioc)
+        if found.members and ioc != found.name:  # a packed IOC: its whole process goes (issue 14)
+            click.echo(f"{ioc} runs in {found.name} with {len(found.members) - 1} other IOC(s): restarting the "
+                       f"pack ({', '.join(found.members)})", err=True)
+        instance = chosen.restart(found)
     click.echo(f"{instance.name}: {instance.state}")
 
 

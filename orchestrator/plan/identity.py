@@ -20,6 +20,7 @@ LABEL_PLAN = "org.iocfleet.plan"
 LABEL_ROLE = "org.iocfleet.role"
 LABEL_RUNTIME = "org.iocfleet.runtime"
 LABEL_HOST = "org.iocfleet.host"  # the host of a multi-host fleet (exports)
+LABEL_MEMBERS = "org.iocfleet.members"  # a pack's IOCs, space separated (issue 14)
 
 # One UID for every IOC container: Linux admits a socket to a SO_REUSEPORT group only if its owner's
 # UID matches the group's (rule R2), so IOCs sharing port 5064 must all run as the same user.
@@ -57,6 +58,8 @@ def ioc_labels(fleet: str, ioc: PlannedIOC, digest: str, host: str | None = None
     """The labels of an IOC's container: found by fleet and name, compared by plan hash."""
     labels = {LABEL_FLEET: fleet, LABEL_IOC: ioc.name, LABEL_PLAN: digest, LABEL_ROLE: "ioc",
               LABEL_RUNTIME: ioc.runtime}
+    if ioc.members:
+        labels[LABEL_MEMBERS] = " ".join(ioc.members)
     if host:
         labels[LABEL_HOST] = host
     return labels

@@ -48,6 +48,8 @@ class PlannedIOC:
     group: GroupSpec | None = None
     read_only: bool = True
     iocstats: str | None = None  # the iocStats IOC name (NAME:HEARTBEAT, ...); None: no iocStats PVs
+    pack: str | None = None  # the pack this IOC runs in (plan/packing.py); None: its own process
+    members: tuple[str, ...] = ()  # a pack's start unit: the IOCs it runs
 
     @property
     def pv_names(self) -> tuple[str, ...]:
@@ -114,6 +116,8 @@ class PlannedIOC:
             "readiness": self.readiness,
             **self._real_dict(),
             "read_only": self.read_only,
+            **({"pack": self.pack} if self.pack else {}),
+            **({"members": list(self.members)} if self.members else {}),
         }
 
     def _real_dict(self) -> dict:
@@ -153,9 +157,26 @@ class Plan:
     ioc_uid: int | None = None
     name_server: object = None  # plan.nameserver.NameServerPlan under strategy name-server (R15)
     fanout: object = None  # plan.fanout.FanoutPlan with network.fanout: dnat (R17)
+    packing: object = None  # plan.packing.Packing: which caproto IOCs share a process (issue 14)
+    pack_units: tuple[PlannedIOC, ...] = ()  # the start unit of each pack (plan.packing.pack_unit)
 
     def ioc(self, name: str) -> PlannedIOC:
         return next(i for i in self.iocs if i.name == name)
+
+    def units(self) -> tuple[PlannedIOC, ...]:
+        """What a backend starts, in plan order: every IOC that runs alone, and one unit per pack in place
+        of its first member. Without packs, the IOCs themselves."""
+        if not self.pack_units:
+            return self.iocs
+        packs = {u.name: u for u in self.pack_units}
+        out, seen = [], set()
+        for ioc in self.iocs:
+            if ioc.pack is None:
+                out.append(ioc)
+            elif ioc.pack not in seen:
+                seen.add(ioc.pack)
+                out.append(packs[ioc.pack])
+        return tuple(out)
 
     def client_env_dict(self) -> dict[str, str]:
         return dict(self.client_env)
@@ -175,4 +196,5 @@ class Plan:
             "findings": [f.to_dict() for f in findings],
             "name_server": self.name_server.to_dict() if self.name_server is not None else None,
             "fanout": self.fanout.to_dict() if self.fanout is not None else None,
+            "packing": self.packing.to_dict() if self.packing is not None else None,
         }

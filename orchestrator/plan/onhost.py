@@ -7,7 +7,7 @@ from typing import Callable
 from pathlib import Path
 
 from orchestrator import host
-from orchestrator.plan import conflicts
+from orchestrator.plan import conflicts, packing
 from orchestrator.plan import planner
 from orchestrator import spec
 from orchestrator.hostmodel import HostSnapshot
@@ -40,13 +40,21 @@ class PlannedFleet:
 
 def plan_file(path: str | Path, strategy: str | None = None, interface: str | None = None,
               ioc_uid: int | None = None, own_pids: frozenset[int] = frozenset(),
-              neighbours: Neighbours | None = None) -> PlannedFleet:
-    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check.
+              neighbours: Neighbours | None = None, pack: bool | None = None) -> PlannedFleet:
+    """Load `path`, snapshot the host (CA ports plus every port the fleet may use), plan and check;
+    `pack` (True/False) overrides the file's `pack`.
 
     `neighbours(plan, snapshot, own_pids)`: the cross-fleet findings against the other fleets and CA
     servers on this host (`check` and `up` pass `run.hostview.neighbour_findings`)."""
-    fleet = spec.load(path)
+    fleet = with_pack(spec.load(path), pack)
     return plan_spec(fleet, strategy, interface, ioc_uid, own_pids, neighbours=neighbours)
+
+
+def with_pack(fleet: spec.FleetSpec, pack: bool | None) -> spec.FleetSpec:
+    """`fleet` with `pack` turned on or off (`--pack/--no-pack`); None keeps the file's choice."""
+    import dataclasses
+
+    return fleet if pack is None else dataclasses.replace(fleet, pack=pack)
 
 
 def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str | None = None,
@@ -63,6 +71,7 @@ def plan_spec(fleet: spec.FleetSpec, strategy: str | None = None, interface: str
         snapshot = inspect_host(fleet, ioc_uid)
     result = planner.plan(fleet, snapshot, strategy=strategy, interface=interface, ioc_uid=ioc_uid)
     findings = conflicts.check(result, snapshot, own_pids)
+    findings = list(findings) + packing.findings(result.packing)
     if result.fanout is not None:  # network.fanout needs nft and CAP_NET_ADMIN here (R17)
         findings = list(findings) + fanout_preflight(result.fanout)
     if remote:

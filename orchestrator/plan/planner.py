@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from orchestrator.hostmodel import CA_REPEATER_PORT, HostSnapshot, Interface
-from orchestrator.plan import nameserver
+from orchestrator.plan import nameserver, packing
 from orchestrator.plan.model import Decision, Plan, PlannedIOC, Repeater
 from orchestrator.spec.model import FleetSpec, IOCSpec
 
@@ -59,6 +59,7 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
         _planned(ioc, name, prefix, ports[i], layout, binds, beacon, client_env)
         for i, (ioc, name, prefix) in enumerate(expanded)
     )
+    iocs, packs = packing.assign(iocs, spec.pack, spec.pack_size, say)
     name_server = None
     if chosen == nameserver.STRATEGY:
         name_server = nameserver.plan(spec.network.base_port, address, broadcast,
@@ -70,7 +71,8 @@ def plan(spec: FleetSpec, snapshot: HostSnapshot, strategy: str | None = None, i
                       iface is not None and iface.loopback, spec.network.base_port, say)
     return Plan(fleet=spec.name, strategy=chosen, interface=iface_name, address=address, broadcast=broadcast,
                 clients=clients, iocs=iocs, client_env=client_env, repeater=repeater,
-                decisions=tuple(decisions), ioc_uid=ioc_uid, name_server=name_server, fanout=fan)
+                decisions=tuple(decisions), ioc_uid=ioc_uid, name_server=name_server, fanout=fan,
+                packing=packs, pack_units=packing.units(iocs, packs))
 
 
 def expand_replicas(iocs: tuple[IOCSpec, ...]) -> list[tuple[IOCSpec, str, str]]:

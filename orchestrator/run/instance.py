@@ -25,13 +25,38 @@ class Instance:
     pid: int | None = None
     tcp_port: int | None = None
     health: str | None = None  # docker: the healthcheck's verdict (a CA read of iocStats UPTIME)
+    members: tuple[str, ...] = ()  # a pack (issue 14): the IOCs this one process or container runs
+    pack: str | None = None  # a row of `per_ioc`: the pack this IOC runs in
 
     @property
     def running(self) -> bool:
         return self.state == "running"
 
+    def runs(self, ioc: str) -> bool:
+        """Whether this instance runs IOC `ioc` (itself, or as a member of its pack)."""
+        return self.name == ioc or ioc in self.members
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def unit_of(instances: list[Instance], ioc: str) -> Instance | None:
+    """The instance that runs IOC `ioc`: its own, or its pack's."""
+    return next((i for i in instances if i.name == ioc), None) or next((i for i in instances if ioc in i.members),
+                                                                      None)
+
+
+def per_ioc(instances: list[Instance]) -> list[Instance]:
+    """One row per IOC: each pack becomes one row per member (same state, pid and container, `pack` set)."""
+    from dataclasses import replace
+
+    out = []
+    for inst in instances:
+        if inst.members:
+            out += [replace(inst, name=m, members=(), pack=inst.name, tcp_port=None) for m in inst.members]
+        else:
+            out.append(inst)
+    return out
 
 
 class Backend(Protocol):
@@ -62,3 +87,28 @@ class Member:
     container: str | None
     env: dict
     user: str | None = None
+
+
+def expand_pack(member: Member) -> list[Member]:
+    """A pack's instance as the host-wide view needs it: one `Member` per packed IOC, each with that IOC's
+    planned env (so cross-fleet checks see every port and PV); any other instance unchanged. The pack's
+    description is its IOCFLEET_PACK, or the state file it was moved to when large (IOCFLEET_PACK_FILE)."""
+    import json
+    from dataclasses import replace
+
+    text = member.env.get("IOCFLEET_PACK")
+    if text is None and "IOCFLEET_PACK_FILE" in member.env:
+        from orchestrator.run import statedir
+
+        try:
+            text = statedir.read_text(statedir.fleet_dir(member.fleet) / f"{member.name}.ioc.json")
+        except (OSError, ValueError, Exception):  # noqa: BLE001 - gone, or not ours: the pack shows as itself
+            text = None
+    if text is None:
+        return [member]
+    try:
+        items = json.loads(text)["members"]
+        return [replace(member, name=str(m["name"]), env={str(k): str(v) for k, v in dict(m["env"]).items()})
+                for m in items]
+    except (ValueError, KeyError, TypeError):
+        return [member]

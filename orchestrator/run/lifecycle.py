@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.images.catalog import image_tag
 from orchestrator.plan.identity import REPEATER, image_ref, plan_hash
-from orchestrator.run.instance import Backend, Instance
+from orchestrator.run.instance import Backend, Instance, unit_of
 from orchestrator.findings import Finding, has_errors
 from orchestrator.errors import ReachIncomplete, ReadinessTimeout, RefusedError
 from orchestrator.plan.onhost import PlannedFleet
@@ -59,12 +59,12 @@ class UpResult:
         return self.report is not None and self.report.ready
 
     def to_dict(self) -> dict:
-        by_name = {i.name: i for i in self.instances}
         iocs = []
         for item in (self.report.iocs if self.report else ()):
-            inst = by_name.get(item.name)
+            inst = unit_of(self.instances, item.name)
             iocs.append({
-                "name": item.name, "runtime": inst.runtime if inst else None,
+                "name": item.name, "pack": inst.name if inst and inst.members else None,
+                "runtime": inst.runtime if inst else None,
                 "state": inst.state if inst else "missing", "container": inst.container if inst else None,
                 "pid": inst.pid if inst else None, "tcp_port": inst.tcp_port if inst else None,
                 "pvs_ready": len(item.ready), "pvs_total": len(item.ready) + len(item.missing),
@@ -94,7 +94,8 @@ def diff(iocs: tuple[PlannedIOC, ...], hashes: dict[str, str], actual: list[Inst
 
 
 def config_hashes(planned: PlannedFleet) -> dict[str, str]:
-    return {i.name: plan_hash(i, image_ref(i, image_tag)) for i in planned.plan.iocs}
+    """The plan hash of every start unit (an IOC that runs alone, or a pack)."""
+    return {i.name: plan_hash(i, image_ref(i, image_tag)) for i in planned.plan.units()}
 
 
 def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bool = False,
@@ -105,7 +106,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
     actual = backend.instances(plan.fleet)
     findings += _stale(plan.fleet, actual)
     hashes = config_hashes(planned)
-    changes = diff(plan.iocs, hashes, actual)
+    units = plan.units()  # an IOC that runs alone, or a pack of caproto IOCs (issue 14)
+    changes = diff(units, hashes, actual)
     result = UpResult(plan.fleet, backend.name, changes, actual, None, findings, plan.client_env_dict())
     if has_errors(planned.findings) and not force:
         errors = [f for f in planned.findings if f.severity == "error"]
@@ -116,7 +118,7 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
         supported(list(plan.iocs))
     if dry_run:
         return result
-    to_start = [i for i in plan.iocs if i.name in changes.create or i.name in changes.replace]
+    to_start = [i for i in units if i.name in changes.create or i.name in changes.replace]
     # Rollback removes by name whatever exists of these, so an instance whose start was interrupted
     # half-way (created by the engine, not yet returned to us) goes too.
     starting = {i.name for i in to_start}
@@ -171,7 +173,8 @@ def _start_all(backend: Backend, plan, iocs: list[PlannedIOC], hashes: dict[str,
     from concurrent.futures import ThreadPoolExecutor
 
     def start(ioc: PlannedIOC) -> None:
-        _emit(progress, f"starting {ioc.name} ({ioc.runtime})")
+        what = f"pack of {len(ioc.members)} caproto IOCs" if ioc.members else ioc.runtime
+        _emit(progress, f"starting {ioc.name} ({what})")
         backend.start(plan.fleet, ioc, hashes[ioc.name])
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(START_PARALLEL, len(iocs) + repeater)))
@@ -197,7 +200,7 @@ def _exited_for_good(backend: Backend, fleet: str):
         last["at"] = now
         missing = {i.name for i in report.iocs if not i.complete}
         current = backend.instances(fleet, details=False)
-        return any(i.name in missing and i.state in ("exited", "dead") for i in current)
+        return any(i.state in ("exited", "dead") and any(i.runs(name) for name in missing) for i in current)
 
     return check
 
@@ -246,12 +249,11 @@ def _release_repeater() -> None:
 
 
 def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instance]) -> str:
-    by_name = {i.name: i for i in instances}
     parts = ["timed out waiting for PVs:"]
     for item in report.iocs:
         if item.complete:
             continue
-        inst = by_name.get(item.name)
+        inst = unit_of(instances, item.name)
         state = "missing" if inst is None else inst.state + (
             f", exit code {inst.exit_code}" if inst.exit_code is not None else "")
         if item.mode == "server" and not item.missing:
@@ -259,12 +261,12 @@ def _timeout_text(report: ReadyReport, backend: Backend, instances: list[Instanc
                          f"{'' if inst is None or inst.tcp_port is None else ' on the planned port'}, "
                          "no beacon); declare its PVs, or use `readiness: none`")
             if inst:
-                parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
+                parts += [f"    | {line}" for line in logs_of(backend, inst, item.name, LOG_LINES_ON_TIMEOUT)]
             continue
         parts.append(f"  {item.name} ({state}): {len(item.missing)} of {len(item.missing) + len(item.ready)} "
                      f"PVs never answered: {', '.join(item.missing[:8])}{' ...' if len(item.missing) > 8 else ''}")
         if inst:
-            parts += [f"    | {line}" for line in backend.logs(inst, LOG_LINES_ON_TIMEOUT)]
+            parts += [f"    | {line}" for line in logs_of(backend, inst, item.name, LOG_LINES_ON_TIMEOUT)]
     return "\n".join(parts)
 
 
@@ -307,13 +309,37 @@ def _forget_names(fleet: str) -> None:
 
 
 def find(backend: Backend, fleet: str, name: str) -> Instance:
+    """The instance that runs IOC `name` of `fleet`: its own, or its pack (`inst.members` then names it)."""
     from orchestrator.errors import UsageError
+    from orchestrator.run.instance import per_ioc
 
-    for inst in backend.instances(fleet):
-        if inst.name == name:
-            return inst
-    names = ", ".join(i.name for i in backend.instances(fleet) if i.name != REPEATER) or "none"
+    found = backend.instances(fleet)
+    inst = unit_of(found, name)
+    if inst is not None:
+        return inst
+    names = ", ".join(i.name for i in per_ioc(found) if i.name != REPEATER) or "none"
     raise UsageError(f"fleet {fleet!r} has no IOC {name!r}", name, f"running IOCs: {names}")
+
+
+def logs_of(backend: Backend, inst: Instance, ioc: str, tail: int | None = None) -> list[str]:
+    """IOC `ioc`'s log lines: all of its own instance's; in a pack, the lines that member printed (each
+    starts `[IOC] `) and the pack's own (`[pack NAME] `: start, crash)."""
+    if not inst.members or ioc == inst.name:
+        return backend.logs(inst, tail)
+    lines = [line for line in backend.logs(inst, None) if belongs(line, ioc, inst.name)]
+    return lines[-tail:] if tail else lines
+
+
+def follow_of(backend: Backend, inst: Instance, ioc: str):
+    """`logs --follow` of one IOC: its instance's new lines, a pack's filtered to that member."""
+    for line in backend.follow(inst):
+        if not inst.members or ioc == inst.name or belongs(line, ioc, inst.name):
+            yield line
+
+
+def belongs(line: str, ioc: str, pack: str) -> bool:
+    """Whether a pack's log line is IOC `ioc`'s (or the pack's own); the pack program prefixes every line."""
+    return line.startswith((f"[{ioc}] ", f"[pack {pack}] "))
 
 
 def _event(progress):

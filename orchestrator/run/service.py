@@ -59,8 +59,10 @@ def _checked_name(name: str, where: str) -> str:
 
 
 def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: float, dry_run: bool,
-             force: bool, keep_on_failure: bool, progress=None, notice=None, fanout: str | None = None):
-    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`; `fanout` overrides network.fanout.
+             force: bool, keep_on_failure: bool, progress=None, notice=None, fanout: str | None = None,
+             pack: bool | None = None):
+    """`iocfleet up`: load the fleet file, pick the backend, then `up_spec`; `fanout` overrides network.fanout,
+    `pack` the file's `pack`.
 
     `notice(line)`: told once when the automatic backend falls back to local processes."""
     import dataclasses
@@ -70,7 +72,9 @@ def up_fleet(fleet_file: str, strategy, interface, backend_name: str, timeout: f
 
     from orchestrator.run.statedir import state_root
 
-    fleet = spec.load(fleet_file)
+    from orchestrator.plan.onhost import with_pack
+
+    fleet = with_pack(spec.load(fleet_file), pack)
     state_root()  # a relative XDG_STATE_HOME or an empty HOME is refused before anything else
     if fanout is not None:
         fleet = dataclasses.replace(fleet, network=dataclasses.replace(fleet.network, fanout=fanout))

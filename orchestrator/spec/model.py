@@ -17,6 +17,9 @@ PV_TYPES = ("float", "int", "str", "enum")
 SIMULATIONS = ("sine", "ramp", "noise", "counter")
 STANDARD_PVS = ("HEARTBEAT", "UPTIME")
 READINESS = ("pvs", "server", "none")
+# Packed fleets (issue 14): many caproto IOCs in one process; `pack_size` IOCs at most per pack.
+PACK_SIZE_DEFAULT = 64
+PACK_SIZE_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ class FleetSpec:
     iocs: tuple[IOCSpec, ...]
     source: str = "<dict>"
     hosts: tuple[HostSpec, ...] = ()
+    pack: bool = False  # caproto IOCs run packed: many in one process (plan/packing.py)
+    pack_size: int = PACK_SIZE_DEFAULT
 
     def to_dict(self) -> dict:
         return {
@@ -192,4 +197,6 @@ class FleetSpec:
             "network": asdict(self.network),
             "hosts": [h.to_dict() for h in self.hosts],
             "iocs": [i.to_dict() for i in self.iocs],
+            "pack": self.pack,
+            "pack_size": self.pack_size,
         }

@@ -97,5 +97,11 @@ def fleet_schema() -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "iocfleet fleet file",
         **_closed({"fleet": _name_schema(), "network": network, "hosts": {"type": "array", "items": host},
-                   "iocs": {"type": "array", "minItems": 1, "items": ioc}}, ("fleet", "iocs")),
+                   "iocs": {"type": "array", "minItems": 1, "items": ioc},
+                   "pack": {"oneOf": [{"type": "boolean"},
+                                      {"type": "integer", "minimum": 1, "maximum": spec.PACK_SIZE_MAX}],
+                            "default": False,
+                            "description": "run caproto IOCs packed, many in one process (true, or a pack size)"},
+                   "pack_size": {"type": "integer", "minimum": 1, "maximum": spec.PACK_SIZE_MAX,
+                                 "default": spec.PACK_SIZE_DEFAULT}}, ("fleet", "iocs")),
     }

@@ -6,7 +6,7 @@ import difflib
 import re
 
 from orchestrator.errors import UsageError, SpecError
-from orchestrator.spec.model import CLIENT_PLACES, FANOUTS, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
+from orchestrator.spec.model import PACK_SIZE_DEFAULT, PACK_SIZE_MAX, CLIENT_PLACES, FANOUTS, RESTART_POLICIES, RUNTIMES, STRATEGIES, FleetSpec, HostSpec, IOCSpec, Limits, NetworkSpec
 from orchestrator.spec.fields import Problems, check_choice, check_int, check_name, key_text, line_of, show, type_name, unknown_keys
 from orchestrator.spec.model import STANDARD_PVS
 from orchestrator.spec.pvs import PV_CHARS, check_pvs
@@ -37,6 +37,8 @@ PLAN_OWNED_ENV = (
     "IOCFLEET_DB",
     "IOCFLEET_GROUP",
     "IOCFLEET_IOC_FILE",
+    "IOCFLEET_PACK",
+    "IOCFLEET_PACK_FILE",
 )
 # EPICS variables whose values the runtimes parse at start: a value they cannot parse crash-loops the IOC
 # (caproto raises on `EPICS_CAS_BEACON_PERIOD: soon`). (kind, low, high) per variable.
@@ -70,7 +72,7 @@ IMAGE_RE = re.compile(rf"(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMP
                       r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 MEMORY_MIN, MEMORY_MAX = 6 * 2**20, 2**40  # docker refuses under 6 MiB; 1 TiB is past any IOC
 
-TOP_KEYS = ("fleet", "network", "hosts", "iocs")
+TOP_KEYS = ("fleet", "network", "hosts", "iocs", "pack", "pack_size")
 HOST_KEYS = ("name", "interface", "address")
 NETWORK_KEYS = ("interface", "strategy", "base_port", "clients", "fanout")
 IOC_KEYS = ("name", "runtime", "prefix", "replicas", "pvs", "image", "command", "env", "user", "read_only", "limits",
@@ -126,9 +128,30 @@ def _validate(data, problems: Problems) -> FleetSpec:
         if ioc.host is not None and ioc.host not in known_hosts:
             problems.add(ioc.line, f"iocs[{index}].host", f"unknown host {show(ioc.host)}",
                          f"declare it under `hosts:` ({', '.join(sorted(known_hosts)) or 'none declared'})")
+    pack, pack_size = _pack(data, problems)
     if problems.lines:
         raise SpecError(problems.lines)
-    return FleetSpec(name=name, network=network, iocs=tuple(iocs), source=problems.source, hosts=tuple(hosts))
+    return FleetSpec(name=name, network=network, iocs=tuple(iocs), source=problems.source, hosts=tuple(hosts),
+                     pack=pack, pack_size=pack_size)
+
+
+def _pack(data: dict, problems: Problems) -> tuple[bool, int]:
+    """`pack: true|false|N` and `pack_size: N` (issue 14): whether caproto IOCs run packed, and how many per
+    process at most. `pack: N` is `pack: true` with `pack_size: N`."""
+    fix = f"use a whole number from 1 to {PACK_SIZE_MAX} (default {PACK_SIZE_DEFAULT})"
+    size = check_int(data, "pack_size", "pack_size", PACK_SIZE_DEFAULT, 1, PACK_SIZE_MAX, problems, fix)
+    value = data.get("pack", False)
+    if isinstance(value, bool):
+        return value, size
+    if "pack_size" in data:
+        problems.add(line_of(data, "pack"), "pack", "is a number and `pack_size` is set too",
+                     "write `pack: true` with `pack_size: N`, or only `pack: N`")
+        return True, size
+    if not isinstance(value, int):
+        problems.add(line_of(data, "pack"), "pack", f"expected true, false or a pack size, got {type_name(value)} "
+                     f"{show(value)}", f"write `pack: true` (packs of {PACK_SIZE_DEFAULT}) or `pack: N`")
+        return False, size
+    return True, check_int(data, "pack", "pack", PACK_SIZE_DEFAULT, 1, PACK_SIZE_MAX, problems, fix)
 
 
 def _totals(iocs: list[IOCSpec], line: int, problems: Problems) -> None:

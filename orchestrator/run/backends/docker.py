@@ -16,10 +16,10 @@ from orchestrator import host
 from orchestrator.errors import IocfleetError, BackendUnavailable
 from orchestrator.images.catalog import container_hardening, image_tag
 from orchestrator.plan import identity
-from orchestrator.plan.identity import (IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME,
+from orchestrator.plan.identity import (IOC_UID, IOC_USER, LABEL_FLEET, LABEL_IOC, LABEL_MEMBERS, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME,
                                         container_name)
 from orchestrator.plan.model import PlannedIOC
-from orchestrator.run.instance import Instance, Member
+from orchestrator.run.instance import Instance, Member, expand_pack
 
 ALLOWED_RUN_KEYS = frozenset({
     "image", "command", "name", "environment", "labels", "network_mode", "detach", "user", "read_only",
@@ -215,7 +215,8 @@ class DockerBackend:
                         state=status, plan_hash=labels.get(LABEL_PLAN, ""), exit_code=exit_code,
                         restarts=container.attrs.get("RestartCount", 0), container=container.id,
                         pid=pid, tcp_port=host.listening_port(pid, with_children=True) if details else None,
-                        health=(state.get("Health") or {}).get("Status"))
+                        health=(state.get("Health") or {}).get("Status"),
+                        members=tuple(labels.get(LABEL_MEMBERS, "").split()))
 
     @_engine_call
     def prepare(self, iocs: list[PlannedIOC], progress=None) -> None:
@@ -254,7 +255,7 @@ class DockerBackend:
             raise BackendUnavailable(f"starting {ioc.name} failed: {exc}", kwargs["name"],
                                      "check `docker info` and the image") from exc
         return Instance(fleet=fleet, name=ioc.name, role="ioc", runtime=ioc.runtime, state="running",
-                        plan_hash=plan_hash, container=container.id)
+                        plan_hash=plan_hash, container=container.id, members=ioc.members)
 
     @_engine_call
     def start_repeater(self, fleet: str, port: int) -> Instance:
@@ -311,22 +312,22 @@ class DockerBackend:
             pass
 
     def _description_via_file(self, fleet: str, name: str, kwargs: dict) -> dict:
-        """A large IOCFLEET_IOC (over 128 KiB it fails the container's exec with E2BIG, issue 13 class 4)
-        goes into a file in the state directory, bind-mounted read-only; the IOC reads IOCFLEET_IOC_FILE."""
+        """A large IOCFLEET_IOC or IOCFLEET_PACK (over 128 KiB it fails the container's exec with E2BIG, issue
+        13 class 4) goes into a file in the state directory, bind-mounted read-only; the IOC reads the
+        variable's _FILE twin."""
         import docker
 
-        from orchestrator.run.backends.process import DESCRIPTION_IN_FILE
+        from orchestrator.run.backends.process import DESCRIPTION_IN_FILE, DESCRIPTION_VARS
         from orchestrator.run.statedir import fleet_dir, make_dir, write_atomic
 
         env = dict(kwargs["environment"])
-        text = env.get("IOCFLEET_IOC")
-        if text is None or len(text) <= DESCRIPTION_IN_FILE:
+        var = next((v for v in DESCRIPTION_VARS if v in env), None)
+        if var is None or len(env[var]) <= DESCRIPTION_IN_FILE:
             return kwargs
         path = make_dir(fleet_dir(fleet)) / f"{name}.ioc.json"
-        write_atomic(path, text)
+        write_atomic(path, env.pop(var))
         os.chmod(path, 0o644)  # the IOC's uid in the container reads it through the bind mount
-        del env["IOCFLEET_IOC"]
-        env["IOCFLEET_IOC_FILE"] = DESCRIPTION_TARGET
+        env[f"{var}_FILE"] = DESCRIPTION_TARGET
         return {**kwargs, "environment": env,
                 "mounts": [docker.types.Mount(DESCRIPTION_TARGET, str(path), type="bind", read_only=True)]}
 
@@ -395,10 +396,10 @@ def host_members(client=None) -> list:
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         env = dict(e.partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
         state = attrs.get("State") or {}
-        out.append(Member("docker", labels.get(LABEL_FLEET, ""), labels.get(LABEL_IOC, ""),
-                          labels.get(LABEL_ROLE, "ioc"), labels.get(LABEL_RUNTIME, "image"),
-                          state.get("Status", "unknown"), state.get("Pid") or None, attrs.get("Id"), env,
-                          (attrs.get("Config") or {}).get("User") or None))
+        out += expand_pack(Member("docker", labels.get(LABEL_FLEET, ""), labels.get(LABEL_IOC, ""),
+                                  labels.get(LABEL_ROLE, "ioc"), labels.get(LABEL_RUNTIME, "image"),
+                                  state.get("Status", "unknown"), state.get("Pid") or None, attrs.get("Id"), env,
+                                  (attrs.get("Config") or {}).get("User") or None))
     if own:
         client.close()
     return out

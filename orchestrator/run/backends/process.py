@@ -21,7 +21,7 @@ from orchestrator.errors import IocfleetError, UsageError
 from orchestrator.images.catalog import program_argv
 from orchestrator.plan import identity
 from orchestrator.plan.model import PlannedIOC
-from orchestrator.run.instance import Instance, Member
+from orchestrator.run.instance import expand_pack, Instance, Member
 from orchestrator.run.statedir import fleet_dir, make_dir, state_root
 from orchestrator.plan.identity import REPEATER
 from orchestrator.run import statedir
@@ -31,16 +31,18 @@ STOP_GRACE = 5.0
 # An IOC description larger than this goes to the IOC through a file (IOCFLEET_IOC_FILE): Linux refuses
 # one environment string over 128 KiB (E2BIG at exec; ~1,500 PVs), issue 13 class 4.
 DESCRIPTION_IN_FILE = 32 * 1024
+DESCRIPTION_VARS = ("IOCFLEET_IOC", "IOCFLEET_PACK")  # an IOC's or a pack's description (issue 14)
 
 
 def description_via_file(env: dict, path: Path) -> dict:
-    """`env` with a large IOCFLEET_IOC moved into `path` (written 0600, never through a symlink)."""
-    text = env.get("IOCFLEET_IOC")
-    if text is None or len(text) <= DESCRIPTION_IN_FILE:
+    """`env` with a large IOCFLEET_IOC (or a pack's IOCFLEET_PACK) moved into `path` (written 0600, never
+    through a symlink); the program reads the variable's _FILE twin."""
+    var = next((v for v in DESCRIPTION_VARS if v in env), None)
+    if var is None or len(env[var]) <= DESCRIPTION_IN_FILE:
         return env
-    statedir.write_atomic(path, text)
-    out = {k: v for k, v in env.items() if k != "IOCFLEET_IOC"}
-    out["IOCFLEET_IOC_FILE"] = str(path)
+    statedir.write_atomic(path, env[var])
+    out = {k: v for k, v in env.items() if k != var}
+    out[f"{var}_FILE"] = str(path)
     return out
 
 
@@ -88,7 +90,8 @@ class ProcessBackend:
         return Instance(fleet=data["fleet"], name=data["name"], role=data["role"], runtime=data["runtime"],
                         state=state, plan_hash=data["plan_hash"], exit_code=data.get("exit_code"),
                         restarts=data.get("restarts", 0), pid=pid if state == "running" else None,
-                        tcp_port=host.listening_port(pid) if state == "running" and details else None)
+                        tcp_port=host.listening_port(pid) if state == "running" and details else None,
+                        members=tuple(data.get("members", ())))
 
     def members(self, fleet: str | None = None) -> list:
         """Every instance of this user's process fleets with its planned environment (host-wide view)."""
@@ -102,8 +105,8 @@ class ProcessBackend:
                     inst = self._instance(data, details=False)
                 except (OSError, ValueError, KeyError, IocfleetError):
                     continue
-                out.append(Member("process", inst.fleet, inst.name, inst.role, inst.runtime, inst.state,
-                                  inst.pid, None, dict(data.get("env") or {}), None))
+                out += expand_pack(Member("process", inst.fleet, inst.name, inst.role, inst.runtime, inst.state,
+                                          inst.pid, None, dict(data.get("env") or {}), None))
         return out
 
     # -- starting --------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ class ProcessBackend:
 
     def start(self, fleet: str, ioc: PlannedIOC, plan_hash: str) -> Instance:
         return self._spawn(fleet, ioc.name, "ioc", ioc.runtime, plan_hash, program_argv(ioc.runtime),
-                           ioc.env_dict(), ioc.restart)
+                           ioc.env_dict(), ioc.restart, ioc.members)
 
     def console(self, instance: Instance):
         """A connected socket to the IOC's console, which its supervisor keeps (softioc IOCs)."""
@@ -161,11 +164,13 @@ class ProcessBackend:
         argv = program_argv(sys.executable, os.path.join(names_dir, NAMES_FILE), ns)
         return self._spawn(fleet, INSTANCE, ROLE, "caproto", plan_hash, argv, {}, "always")
 
-    def _spawn(self, fleet, name, role, runtime, plan_hash, argv, env, restart) -> Instance:
+    def _spawn(self, fleet, name, role, runtime, plan_hash, argv, env, restart, members=()) -> Instance:
         directory = make_dir(fleet_dir(fleet, self._environ))
         state, log = directory / f"{name}.json", directory / f"{name}.log"
         record = {"fleet": fleet, "name": name, "role": role, "runtime": runtime, "plan_hash": plan_hash,
                   "argv": argv, "env": env, "restart": restart, "state": "created", "log": str(log)}
+        if members:
+            record["members"] = list(members)
         statedir.write_atomic(state, json.dumps(record, indent=1))
         child_env = {k: v for k, v in self._environ.items() if not k.startswith(("EPICS_", "IOCFLEET_IOC"))}
         child_env.update(description_via_file(env, directory / f"{name}.ioc.json"))
@@ -220,7 +225,7 @@ class ProcessBackend:
                              "`iocfleet down` then `iocfleet up` the fleet")
         _terminate(data.get("supervisor_pid"), data.get("supervisor_created"), state)
         return self._spawn(data["fleet"], data["name"], data["role"], data["runtime"], data["plan_hash"],
-                           data["argv"], data["env"], data["restart"])
+                           data["argv"], data["env"], data["restart"], data.get("members", ()))
 
     def logs(self, instance: Instance, tail: int | None = 20) -> list[str]:
         path = fleet_dir(instance.fleet, self._environ) / f"{instance.name}.log"
@@ -316,7 +321,9 @@ def checked_record(data, fleet: str, name: str) -> dict:
           and isinstance(data.get("argv", []), list) and all(isinstance(a, str) for a in data.get("argv", []))
           and isinstance(data.get("env", {}), dict)
           and all(isinstance(k, str) and isinstance(v, str) for k, v in data.get("env", {}).items())
-          and data.get("restart", "no") in ("no", "on-failure", "always"))
+          and data.get("restart", "no") in ("no", "on-failure", "always")
+          and isinstance(data.get("members", []), list)
+          and all(isinstance(m, str) and valid_name(m) for m in data.get("members", [])))
     if ok:
         return data
     role = {REPEATER: "repeater", "ca-nameserver": "nameserver"}.get(name, "ioc")
