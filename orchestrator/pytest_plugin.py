@@ -73,11 +73,11 @@ class _Fleets:
         self.scope = scope
         self.running: dict[str, tuple[str, ExitStack, object]] = {}  # name -> (key, its stack, Fleet)
 
-    def get(self, source, backend=None, timeout=None, strategy=None, interface=None, runtime=None):
+    def get(self, source, backend=None, timeout=None, strategy=None, interface=None, runtime=None, pack=True):
         from orchestrator.errors import UsageError
         from orchestrator.run.fleet import Fleet
 
-        fleet, options = _prepare(self.config, source, backend, timeout, strategy, interface, runtime)
+        fleet, options = _prepare(self.config, source, backend, timeout, strategy, interface, runtime, pack)
         key = json.dumps([fleet.to_dict(), options["backend"], strategy, options["interface"]], sort_keys=True)
         name = _isolated_name(fleet)
         if name in self.running:
@@ -114,13 +114,14 @@ class _Fleets:
             raise errors[0]
 
 
-def _prepare(config, source, backend, timeout, strategy, interface, runtime):
+def _prepare(config, source, backend, timeout, strategy, interface, runtime, pack=True):
+    from orchestrator.plan.onhost import with_pack
     from orchestrator.run.fleet import with_runtime
     from orchestrator import spec as specs
 
     fleet = source if isinstance(source, specs.FleetSpec) else (
         specs.from_dict(source) if isinstance(source, dict) else specs.load(source))
-    fleet = with_runtime(fleet, runtime)
+    fleet = with_pack(with_runtime(fleet, runtime), pack)
     if interface is None and fleet.network.interface == "auto":
         interface = "lo"
     tag, offset = worker_isolation(os.environ.get("PYTEST_XDIST_WORKER"))
@@ -152,15 +153,18 @@ def _iocfleet_module(request):
 @pytest.fixture
 def ca_fleet(request):
     """Factory: `ca_fleet(path_or_dict, backend=None, timeout=None, strategy=None, interface=None,
-    scope="function", runtime=None)` -> Fleet. `scope` "module" or "session" shares one fleet across the
-    tests of the module or the session; `runtime` runs every built-in IOC with caproto or softioc."""
+    scope="function", runtime=None, pack=True)` -> Fleet. `scope` "module" or "session" shares one fleet
+    across the tests of the module or the session; `runtime` runs every built-in IOC with caproto or softioc;
+    `pack` (default True) runs the caproto IOCs packed, many in one process (docs/packs.md): `pack=False`
+    gives each its own process or container, `pack=None` keeps the fleet file's choice."""
     own = _Fleets(request.config, "function")
 
-    def start(source, backend=None, timeout=None, strategy=None, interface=None, scope="function", runtime=None):
+    def start(source, backend=None, timeout=None, strategy=None, interface=None, scope="function", runtime=None,
+              pack=True):
         if scope not in SCOPES:
             raise ValueError(f"ca_fleet: scope={scope!r} is not one of {', '.join(SCOPES)}")
         fleets = own if scope == "function" else request.getfixturevalue(f"_iocfleet_{scope}")
-        return fleets.get(source, backend, timeout, strategy, interface, runtime)
+        return fleets.get(source, backend, timeout, strategy, interface, runtime, pack)
 
     try:
         yield start
@@ -171,7 +175,8 @@ def ca_fleet(request):
 def fleet_fixture(source, scope: str = "session", runtimes: tuple[str, ...] | None = None, **options):
     """A fixture (assign it to a name in a conftest or test module) that yields one Fleet started once per
     `scope` ("function", "module", "session"); with `runtimes`, one fleet per runtime and every test that
-    uses the fixture runs once per runtime. `options`: backend, timeout, strategy, interface."""
+    uses the fixture runs once per runtime. `options`: backend, timeout, strategy, interface, pack (default
+    True: caproto IOCs packed)."""
     if scope not in SCOPES:
         raise ValueError(f"fleet_fixture: scope={scope!r} is not one of {', '.join(SCOPES)}")
     for runtime in runtimes or ():

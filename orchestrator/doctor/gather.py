@@ -242,10 +242,12 @@ def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings, network
         raise UsageError(f"fleet file {path} does not exist", "--fleet", "give the fleet file the fleet was started from")
     plan = planner.plan(spec.load(path), network)
     fleet_settings = caenv.client_settings(plan.client_env_dict(), source=f"fleet {plan.fleet} plan")
-    instances = {i.name: i for i in select(backend_name).instances(plan.fleet)}
+    from orchestrator.run.instance import unit_of
+
+    instances = select(backend_name).instances(plan.fleet)
     iocs = []
     for ioc in plan.iocs:
-        inst = instances.get(ioc.name)
+        inst = unit_of(instances, ioc.name)  # its own process, or its pack's (issue 14)
         pids = host.process_family(inst.pid) if inst and inst.pid else ()
         iocs.append(doctor.FleetIOC(ioc.name, ioc.runtime, ioc.pv_names, pids, inst.container if inst else None,
                                     inst.state if inst else "missing"))

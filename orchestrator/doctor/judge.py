@@ -43,17 +43,25 @@ def identify(reply: Reply, obs: Observation, procs: dict[int, Process]) -> Serve
         for h in obs.snapshot.holders("tcp", port):
             if h.pid and h.address in (ip, "0.0.0.0"):
                 proc = procs.get(h.pid)
-                return Server(f"pid:{h.pid}", h.pid, _ioc_name(obs, proc, h.pid) or h.process or "?",
-                              h.container, proc.runtime if proc else "other", (ip, port))
+                # keyed by pid and TCP port: a pack (issue 14) is one pid holding many IOCs' listeners
+                return Server(f"pid:{h.pid}:{port}", h.pid, _ioc_name(obs, proc, h.pid, reply.name) or h.process
+                              or "?", h.container, proc.runtime if proc else "other", (ip, port))
     return Server(f"{ip}:{port}", None, f"{ip}:{port}", None, "remote", (ip, port))
 
 
-def _ioc_name(obs: Observation, proc: Process | None, pid: int) -> str | None:
+def _ioc_name(obs: Observation, proc: Process | None, pid: int, name: str = "") -> str | None:
+    """The fleet IOC a process runs; of a pack's process (several IOCs, one pid), the one serving `name`."""
     if obs.fleet:
-        for ioc in obs.fleet.iocs:
-            if pid in ioc.pids or (proc and proc.container and proc.container == ioc.container):
-                return ioc.name
+        found = [ioc for ioc in obs.fleet.iocs
+                 if pid in ioc.pids or (proc and proc.container and proc.container == ioc.container)]
+        if found:
+            return next((ioc.name for ioc in found if name in ioc.pvs), found[0].name)
     return proc.label if proc else None
+
+
+def _packed(obs: Observation, pid: int) -> bool:
+    """Whether `pid` runs several IOCs of the fleet (a pack): its UDP sockets are its members'."""
+    return obs.fleet is not None and sum(pid in ioc.pids for ioc in obs.fleet.iocs) > 1
 
 
 # -- the diagnosis --------------------------------------------------------------------------------
@@ -169,6 +177,8 @@ def _path(dest: Address, obs: Observation, servers: dict[str, Server], index, na
         share = None
         if prediction is not None and srv.pid is not None:
             share = prediction.share(str(srv.pid))
+            if kind != "broadcast" and _packed(obs, srv.pid):  # a pack member: one of the pid's sockets
+                share /= max(1, sum(h.pid == srv.pid for h in obs.snapshot.holders("udp", dest[1])))
             checks.append(_agrees(counts, rounds, share))
         fixed = None
         if fixed_index is not None:

@@ -127,7 +127,7 @@ def labels_of(plan: Plan, ioc: PlannedIOC, digest: str, host: str | None = None)
 
 def repeater_name(plan: Plan) -> str:
     """The repeater's service name, never the name of one of the fleet's IOCs."""
-    taken = {i.name for i in plan.iocs}
+    taken = {i.name for i in plan.iocs} | {u.name for u in plan.units()}
     name = REPEATER
     while name in taken:
         name = "iocfleet-" + name

@@ -32,7 +32,7 @@ def compose_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeat
     with_repeater = repeater and wants_repeater(plan)
     if with_repeater:
         services[repeater_name(plan)] = repeater_service(plan, info, host)
-    for ioc in plan.iocs:
+    for ioc in plan.units():  # an IOC that runs alone, or one service per pack (issue 14)
         services[ioc.name] = ioc_service(plan, ioc, info, host)
         services[ioc.name]["profiles"] = [PROFILE_ALL, ioc.name] if ioc.name != PROFILE_ALL else [PROFILE_ALL]
         if with_repeater:

@@ -54,7 +54,7 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
         raise UsageError(f"unknown k8s flavor {flavor!r}", "--flavor", f"use one of: {', '.join(FLAVORS)}")
     info = images or ImageInfo.from_images()
     first = next(iter(plans.values()))
-    names = {i.name for p in plans.values() for i in p.iocs}
+    names = {i.name for p in plans.values() for i in p.units()}
     unknown = sorted(set(stopped) - names)
     if unknown:
         from orchestrator.errors import UsageError
@@ -68,7 +68,7 @@ def manifests(plans: Mapping[str, Plan], fleet=None, images: ImageInfo | None = 
     if repeater and repeater_nodes:
         docs.append(repeater_daemon_set(first, repeater_nodes, info, namespace))
     for node, plan in plans.items():
-        for ioc in plan.iocs:
+        for ioc in plan.units():  # one workload per pack (issue 14)
             if flavor == "ec":
                 docs.append(ioc_stateful_set(plan, ioc, node, info, namespace, ioc.name not in stopped))
             else:

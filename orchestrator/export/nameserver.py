@@ -20,7 +20,7 @@ PROGRAM = "/opt/iocfleet/iocfleet_ioc/nameserver.py"  # where the caproto image 
 
 def service_name(plan: Plan) -> str:
     """The name server's service name, never the name of one of the fleet's IOCs."""
-    taken = {i.name for i in plan.iocs}
+    taken = {i.name for i in plan.iocs} | {u.name for u in plan.units()}
     name = INSTANCE
     while name in taken:
         name = "iocfleet-" + name

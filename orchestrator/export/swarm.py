@@ -24,7 +24,7 @@ def stack_dict(plan: Plan, fleet=None, images: ImageInfo | None = None, repeater
     services: dict[str, dict] = {}
     if repeater and wants_repeater(plan):
         services[repeater_name(plan)] = repeater_service(plan, info, node)
-    for ioc in plan.iocs:
+    for ioc in plan.units():  # an IOC that runs alone, or one service per pack (issue 14)
         services[ioc.name] = ioc_service(plan, ioc, info, node)
     services.update(nameserver_services(plan, info, node))  # strategy name-server (R15)
     return {
