@@ -168,14 +168,17 @@ def env(fleet: str, strategy: str | None, interface: str | None, fmt: str, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
 @click.option("--backend", type=_BACKEND, default="auto", show_default=True, envvar=BACKEND_ENV, show_envvar=True,
               help="Where `up` would run the IOCs: decides their uid for the port-sharing checks (R2).")
-def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool, backend: str) -> None:
+@_pack_option
+def check(fleet: str, strategy: str | None, interface: str | None, as_json: bool, backend: str,
+          pack: bool | None) -> None:
     """Check a fleet's plan against the rules, this host and the other fleets on it; exit 1 on any error."""
     from orchestrator.plan.onhost import plan_file
     from orchestrator.render import findings_text
     from orchestrator.run.hostview import neighbour_findings
     from orchestrator.run.service import ioc_uid_for
 
-    planned = plan_file(fleet, strategy, interface, ioc_uid=ioc_uid_for(backend), neighbours=neighbour_findings)
+    planned = plan_file(fleet, strategy, interface, ioc_uid=ioc_uid_for(backend), neighbours=neighbour_findings,
+                        pack=pack)
     if as_json:
         click.echo(_json({"fleet": planned.plan.fleet, "findings": [f.to_dict() for f in planned.findings]}))
     else:

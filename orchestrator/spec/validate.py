@@ -149,7 +149,8 @@ def _pack(data: dict, problems: Problems) -> tuple[bool, int]:
         return True, size
     if not isinstance(value, int):
         problems.add(line_of(data, "pack"), "pack", f"expected true, false or a pack size, got {type_name(value)} "
-                     f"{show(value)}", f"write `pack: true` (packs of {PACK_SIZE_DEFAULT}) or `pack: N`")
+                     f"{show(value)}", f"write `pack: true` (packs of {PACK_SIZE_DEFAULT}) or `pack: N` with N from 1 to "
+                     f"{PACK_SIZE_MAX}")
         return False, size
     return True, check_int(data, "pack", "pack", PACK_SIZE_DEFAULT, 1, PACK_SIZE_MAX, problems, fix)
 
