@@ -1,6 +1,7 @@
 """Serve the PVs of one iocfleet IOC with caproto's asyncio server.
 
-Reads the IOC from IOCFLEET_IOC / IOCFLEET_IOC_FILE (see docs/images.md). Network settings are the
+Reads the IOC from IOCFLEET_IOC / IOCFLEET_IOC_FILE (see docs/images.md); with IOCFLEET_PACK or
+IOCFLEET_PACK_FILE it serves a pack of IOCs in this one process instead (iocfleet_ioc/pack.py). Network settings are the
 standard EPICS_* variables, read by caproto itself: this program never sets an address or a port.
 """
 
@@ -16,7 +17,9 @@ for _candidate in (_HERE, _HERE.parent / "common"):
         break
 
 import asyncio  # noqa: E402
+import functools  # noqa: E402
 import os  # noqa: E402
+from typing import Any, Callable, Mapping  # noqa: E402
 
 import numpy as np  # noqa: E402
 from caproto import (AccessRights, ChannelChar, ChannelData, ChannelDouble,  # noqa: E402
@@ -134,8 +137,14 @@ async def run_stats(spec: IocSpec, pvdb: dict[str, ChannelData], ctx) -> None:
         await asyncio.sleep(max(0.0, start + heartbeat - loop.time()))
 
 
-async def serve(spec: IocSpec) -> None:
-    """Serve until SIGTERM or SIGINT."""
+def make_server(spec: IocSpec, environ: Mapping[str, str], context_class: type = ListeningContext,
+                sockets: Callable[[Any], list[str]] = lambda ctx: report.bound_sockets(),
+                say: Callable[[str], None] = functools.partial(print, flush=True)) -> tuple[Any, Callable]:
+    """The Context serving `spec` and its startup hook (serving line, updates, iocStats).
+
+    A pack (iocfleet_ioc/pack.py) builds each member with this too: its own environment, a Context
+    subclass that joins the pack's socket groups, the member's own sockets and a prefixed `say`.
+    """
     pvdb = build_pvdb(spec)
     enums = {pv.name: pv.enum_strings for pv in spec.pvs if pv.type == "enum"}
 
@@ -149,17 +158,38 @@ async def serve(spec: IocSpec) -> None:
         await pvdb[spec.full_name(name)].write(value, verify_value=False)
 
     async def startup(async_lib) -> None:
-        print(report.serving_line(RUNTIME, spec, report.bound_sockets(), os.environ), flush=True)
+        say(report.serving_line(RUNTIME, spec, sockets(ctx), environ))
         if spec.iocstats:
             await asyncio.gather(run_updates(spec, write), run_stats(spec, pvdb, ctx))
         else:
             await run_updates(spec, write)
 
-    ctx = ListeningContext(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
+    ctx = context_class(pvdb)  # interfaces=None: caproto reads EPICS_CAS_INTF_ADDR_LIST itself
+    return ctx, startup
+
+
+async def serve(spec: IocSpec) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    ctx, startup = make_server(spec, os.environ)
     await run_until_signalled(ctx, startup)
 
 
+def make_member(member, context_class: type) -> tuple[Any, Callable]:
+    """One IOC of a pack, served as if alone with the member's environment (run in its contextvars
+    context: caproto reads the member's EPICS_* variables)."""
+    from iocfleet_ioc import pack
+
+    warning = report.ensure_array_bytes(member.spec, member.env)
+    if warning:
+        pack.say(f"iocfleet-ioc[{RUNTIME}]: warning: {warning}", err=True)
+    return make_server(member.spec, member.env, context_class, pack.context_sockets, pack.say)
+
+
 def main() -> None:
+    if os.environ.get("IOCFLEET_PACK") or os.environ.get("IOCFLEET_PACK_FILE"):  # many IOCs, one process
+        from iocfleet_ioc import pack
+
+        pack.main(os.environ, ListeningContext, make_member)
     if os.environ.get("IOCFLEET_GROUP"):  # a user's PVGroup instead of declared PVs
         from iocfleet_ioc import usergroup
 
