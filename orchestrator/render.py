@@ -105,12 +105,21 @@ def up_text(result) -> str:
     d = result.diff
     out = [f"fleet {result.fleet} on {result.backend}: {len(d.create)} created, {len(d.replace)} replaced, "
            f"{len(d.keep)} unchanged, {len(d.remove)} removed", "",
-           table(("ioc", "runtime", "state", "tcp port", "pvs ready", "ready by"), rows), "",
+           _with_pack(("ioc", "runtime", "state", "tcp port", "pvs ready", "ready by"), rows,
+                      [i.get("pack") for i in data["iocs"]]), "",
            "client settings (paste into a shell, then e.g. `caget NAME`):", export_lines(result.client_env)]
     notable = [f for f in result.findings if f.severity != "info"]
     if notable:
         out += ["", findings_text(notable)]
     return "\n".join(out)
+
+
+def _with_pack(columns, rows, packs) -> str:
+    """A table with a `pack` column after the runtime when any IOC runs in a pack (issue 14)."""
+    if any(packs):
+        rows = [(*row[:2], pack or "", *row[2:]) for row, pack in zip(rows, packs)]
+        columns = (*columns[:2], "pack", *columns[2:])
+    return table(columns, rows)
 
 
 def diff_text(result) -> str:

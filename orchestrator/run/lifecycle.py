@@ -66,7 +66,8 @@ class UpResult:
                 "name": item.name, "pack": inst.name if inst and inst.members else None,
                 "runtime": inst.runtime if inst else None,
                 "state": inst.state if inst else "missing", "container": inst.container if inst else None,
-                "pid": inst.pid if inst else None, "tcp_port": inst.tcp_port if inst else None,
+                "pid": inst.pid if inst else None,
+                "tcp_port": inst.tcp_port if inst and not inst.members else None,  # a pack has many
                 "pvs_ready": len(item.ready), "pvs_total": len(item.ready) + len(item.missing),
                 "missing": list(item.missing), "readiness": item.mode, "ready_by": item.how(),
             })
