@@ -79,7 +79,9 @@ def fleet_pids(backend, fleet: str) -> set[int]:
 
 def search_rate(plan, names) -> float:
     """Names answered per second: ROUNDS rounds of every name, by broadcast, from one socket (a client)."""
-    from caproto import SearchRequest, VersionRequest, read_datagram, SearchResponse, CLIENT, bcast_socket
+    from caproto import SearchRequest, VersionRequest, bcast_socket
+
+    from orchestrator.ca.probe import parse_responses
 
     sock = bcast_socket(socket)
     sock.bind(("127.0.0.1", 0))
@@ -104,9 +106,7 @@ def search_rate(plan, names) -> float:
                 data, addr = sock.recvfrom(65536)
             except socket.timeout:
                 continue
-            for cmd in read_datagram(data, addr, CLIENT):
-                if isinstance(cmd, SearchResponse) and cmd.cid in cids:
-                    seen.add(cmd.cid)
+            seen.update(cid for cid, _, _ in parse_responses(data, addr) if cid in cids)
         answered += len(seen)
     sock.close()
     return answered / (time.perf_counter() - started)
