@@ -20,6 +20,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Srv:
     port_offset: int = 0
     opts: str = ""  # holder: none | reuseaddr | reuseport | both
     program: str = ""  # "": servers/RUNTIME_server.py; db | image: servers/real_server.py (real IOCs, issue 12)
+    pack: str = ""  # caproto only: servers with the same pack token run as members of one pack process (issue 14)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ si = lambda o, intf="", **kw: Srv(o, "softioc", intf, **kw)  # noqa: E731
 hold = lambda o, addr, opts: Srv(o, "holder", addr, opts=opts)  # noqa: E731
 dbsi = lambda o, intf="", **kw: Srv(o, "softioc", intf, program="db", **kw)  # noqa: E731  (a `db:` softioc)
 img = lambda o, intf="", **kw: Srv(o, "softioc", intf, program="image", **kw)  # noqa: E731  (an EPICS-base image)
+pk = lambda o, intf="", pack="P", **kw: Srv(o, "caproto", intf, pack=pack, **kw)  # noqa: E731  (a packed caproto)
 
 SCENARIOS = [
     # bind 0.0.0.0, 1-3 IOCs, both runtimes and mixed
@@ -161,6 +164,18 @@ SCENARIOS = [
     S("real-plan-ip", "the fleet plan on an interface: image and .db softioc IP, caproto IP + broadcast",
       img("a", "ip"), dbsi("b", "ip"), cp("c", "ip bcast")),
     S("real-db-lo", ".db softioc and caproto, 127.0.0.1", dbsi("a", "lo"), cp("b", "lo")),
+    # packs (issue 14): caproto IOCs served by one process must look like separate ones (same model)
+    S("pk3-any", "3 caproto in one pack, 0.0.0.0", pk("a"), pk("b"), pk("c")),
+    S("pk2+cp1", "a pack of 2 caproto and an unpacked caproto, 0.0.0.0", pk("a"), pk("b"), cp("c")),
+    S("pk2+si1", "a pack of 2 caproto and a softioc, 0.0.0.0", pk("a"), pk("b"), si("c")),
+    S("pk3-ip", "3 caproto in one pack, interface IP", pk("a", "ip"), pk("b", "ip"), pk("c", "ip")),
+    S("pk-lo", "2 caproto in one pack, 127.0.0.1", pk("a", "lo"), pk("b", "lo")),
+    S("pk2-ipbcast", "2 caproto in one pack, IP + broadcast", pk("a", "ip bcast"), pk("b", "ip bcast")),
+    S("pk-dp", "a pack of 2 caproto on distinct ports, client lists ip:p1 ip:p2",
+      pk("a"), pk("b", port_offset=1),
+      paths=("remote-ip", "remote-bcast"),
+      extra=(("remote-ip:p1+ip:p2", "peer", (("ip", 0), ("ip", 1))),
+             ("local-lo:p1+lo:p2", "ns", (("127.0.0.1", 0), ("127.0.0.1", 1))))),
 ]
 
 # The same kernel, but the IOC host's address was added without `brd` (`ip addr add A/24 dev IF`, no
@@ -221,19 +236,63 @@ def model_sockets(sc: Scenario, lab: Lab, port: int) -> list[rules.Socket]:
 
 
 SS_LINE = re.compile(r"(\S+):(\d+)\s+\S+\s+users:\(\(\"[^\"]*\",pid=(\d+)")
+SERVING = re.compile(r"^\[(\S+)\] iocfleet-ioc\[caproto\]: serving .* bound \[(.*?)\]")
+Claims = dict[int, list[tuple[str, str, str, int]]]  # pack pid -> (owner, proto, address, port) per socket
 
 
-def bound_in_ns(lab: Lab, proto: str, ports: set[int], pid_owner: dict[int, str]) -> list[tuple[str, str, int]]:
+def bound_in_ns(lab: Lab, proto: str, ports: set[int], pid_owner: dict[int, str],
+                pack_claims: Claims | None = None) -> list[tuple[str, str, int]]:
     """(owner, address, port) of every socket on `ports` in the IOC namespace, from `ss`: one entry per
-    socket, so a server holding two sockets on one address (rsrv, R10) shows up twice."""
+    socket, so a server holding two sockets on one address (rsrv, R10) shows up twice.
+
+    A pack's members share one pid: its sockets go to the members whose serving lines claim them, when
+    the claims cover exactly what `ss` shows for the pid (else they count as owner "?pack")."""
     flag = "-ulnpH" if proto == "udp" else "-tlnpH"
     text = subprocess.run(lab.argv(["ss", flag]), capture_output=True, text=True, timeout=10).stdout
     out = []
+    packed: dict[int, list[tuple[str, int]]] = collections.defaultdict(list)
     for line in text.splitlines():
         m = SS_LINE.search(line)
-        if m and int(m.group(2)) in ports and int(m.group(3)) in pid_owner:
-            out.append((pid_owner[int(m.group(3))], m.group(1), int(m.group(2))))
+        if not m or int(m.group(2)) not in ports:
+            continue
+        pid = int(m.group(3))
+        if pid in pid_owner:
+            out.append((pid_owner[pid], m.group(1), int(m.group(2))))
+        elif pid in (pack_claims or {}):
+            packed[pid].append((m.group(1), int(m.group(2))))
+    for pid, seen in packed.items():
+        claimed = [(o, a, p) for o, pr, a, p in pack_claims[pid] if pr == proto and p in ports]
+        if sorted(seen) == sorted((a, p) for _, a, p in claimed):
+            out += claimed
+        else:
+            out += [("?pack", a, p) for a, p in seen]
     return out
+
+
+def serving_claims(path: Path) -> list[tuple[str, str, str, int]]:
+    """(owner, proto, address, port) of each socket the pack's members list in their serving lines."""
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else ():
+        m = SERVING.match(line)
+        for item in m.group(2).split(", ") if m else ():
+            proto, _, address = item.partition(" ")
+            host, _, port = address.rpartition(":")
+            out.append((m.group(1), proto, host, int(port)))
+    return out
+
+
+def start_pack(lab: Lab, name: str, members: list[Srv], port: int, serving: Path) -> LabProcess:
+    """One pack process in the IOC namespace; each member serves T:<owner> and T:shared as if alone."""
+    entries = []
+    for s in members:
+        env = {k: v for k, v in server_env(lab, port + s.port_offset, intf_list(s, lab)).items()
+               if k.startswith("EPICS_")}
+        ioc = {"name": s.owner, "prefix": "T:", "pvs": [{"name": s.owner, "type": "float", "value": 0.0},
+                                                         {"name": "shared", "type": "float", "value": 0.0}]}
+        entries.append({"name": s.owner, "env": {**env, "IOCFLEET_IOC": json.dumps(ioc)}})
+    env = server_env(lab, port, "")
+    env.update(IOCFLEET_PACK=json.dumps({"pack": name, "members": entries}), PACK_SERVING_FILE=str(serving))
+    return start_process(lab, "ns", [sys.executable, str(SERVERS / "pack_server.py")], env, uid=members[0].uid)
 
 
 def tcp_connect(lab: Lab, side: str, addr: tuple[str, int]) -> bool:
@@ -269,9 +328,20 @@ def run_scenario(sc: Scenario, index: int, lab: Lab) -> Outcome:
     port = BASE_PORT + 20 * index
     out = Outcome(sc.sid, sc.title)
     procs: list[tuple[Srv, LabProcess]] = []
+    pack_claims: Claims = {}
+    packs: dict[str, LabProcess] = {}
     try:
         for s in sc.servers:
             p = port + s.port_offset
+            if s.pack:
+                if s.pack not in packs:
+                    serving = Path(tempfile.mkdtemp()) / "serving.txt"
+                    packs[s.pack] = start_pack(lab, f"{sc.sid}-{s.pack}",
+                                               [m for m in sc.servers if m.pack == s.pack], port, serving)
+                    if packs[s.pack].pid:
+                        pack_claims[packs[s.pack].pid] = serving_claims(serving)
+                procs.append((s, packs[s.pack]))
+                continue
             if s.runtime == "holder":
                 argv = [sys.executable, str(SERVERS / "udp_holder.py"), s.intf, str(p), s.opts]
             else:
@@ -281,7 +351,8 @@ def run_scenario(sc: Scenario, index: int, lab: Lab) -> Outcome:
             procs.append((s, start_process(lab, "ns", argv, server_env(lab, p, intf_list(s, lab)), uid=s.uid)))
         sockets = model_sockets(sc, lab, port)
         ports = {port + s.port_offset for s in sc.servers}
-        pid_owner = {p.pid: s.owner for s, p in procs if p.pid}
+        pid_owner = {p.pid: s.owner for s, p in procs if p.pid and not s.pack}
+        started = {s.owner for s, p in procs if p.pid}
         for s, p in procs:
             code = p.exit_code()
             out.status[s.owner] = ("ready" if p.ready and code is None else
@@ -291,10 +362,10 @@ def run_scenario(sc: Scenario, index: int, lab: Lab) -> Outcome:
         out.check("servers up", sorted({s.owner for s in live}),
                   sorted(s.owner for s, p in procs if p.ready and p.exit_code() is None))
         out.check("udp binds", sorted(f"{s.owner} {s.bind}:{s.port}" for s in live),
-                  sorted(f"{o} {a}:{p}" for o, a, p in bound_in_ns(lab, "udp", ports, pid_owner)))
+                  sorted(f"{o} {a}:{p}" for o, a, p in bound_in_ns(lab, "udp", ports, pid_owner, pack_claims)))
         tcp_model = {s.owner: rules.tcp_listen_addresses(s.runtime, intf_list(s, lab))
-                     for s in sc.servers if s.runtime != "holder" and s.owner in pid_owner.values()}
-        tcp_seen = bound_in_ns(lab, "tcp", set(range(1, 65536)), pid_owner)
+                     for s in sc.servers if s.runtime != "holder" and s.owner in started}
+        tcp_seen = bound_in_ns(lab, "tcp", set(range(1, 65536)), pid_owner, pack_claims)
         out.check("tcp listen addresses", sorted(f"{o} {a}" for o, addrs in tcp_model.items() for a in addrs
                                                  if o in {s.owner for s in live}),
                   sorted(f"{o} {a}" for o, a, _ in tcp_seen))
@@ -365,8 +436,11 @@ def run_scenario(sc: Scenario, index: int, lab: Lab) -> Outcome:
                 got = tcp_connect(lab, side, first.server)
                 out.check(f"{token} tcp {o} -> {first.server_ip}:{first.tcp_port}", want, got)
     finally:
+        stopped: dict[int, str] = {}
         for s, p in procs:
-            out.logs[s.owner] = p.stop()[-600:]
+            if id(p) not in stopped:
+                stopped[id(p)] = p.stop()
+            out.logs[s.owner] = stopped[id(p)][-600:]
     return out
 
 
