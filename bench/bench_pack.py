@@ -34,7 +34,7 @@ from orchestrator.plan.onhost import PlannedFleet
 from orchestrator.run import lifecycle
 from orchestrator.run.backends.docker import DockerBackend
 from orchestrator.run.backends.process import ProcessBackend
-from orchestrator.run.readiness import wait_ready
+from orchestrator.run.readiness import ReadyReport, wait_ready
 
 BASE_PORT = 33064
 TIMEOUT = 300.0
@@ -114,12 +114,19 @@ def search_rate(plan, names) -> float:
 
 def case_up(n: int, backend, pack: bool, measure_rate: bool = False) -> dict:
     p = planned(n, f"bp-{backend.name[:4]}-{'pk' if pack else 'un'}", pack, backend.ioc_uid)
+    read_at = []
+
+    def progress(event) -> None:  # the moment readiness has read every PV (before its full-reach sweep)
+        if isinstance(event, ReadyReport) and event.read_all and not read_at:
+            read_at.append(time.perf_counter())
+
     started = time.perf_counter()
     try:
-        lifecycle.up(p, backend, timeout=TIMEOUT)
+        lifecycle.up(p, backend, timeout=TIMEOUT, progress=progress)
         took = time.perf_counter() - started
         pids = fleet_pids(backend, p.plan.fleet)
-        out = {"time": took, "pss": pss_kib(pids), "processes": len(pids)}
+        out = {"time": took, "read": (read_at or [time.perf_counter()])[0] - started, "pss": pss_kib(pids),
+               "processes": len(pids)}
         if measure_rate:
             out["rate"] = search_rate(p.plan, [n for i in p.plan.iocs for n in i.pv_names])
         return out
@@ -140,7 +147,7 @@ def case_bare(n: int, measure_rate: bool = False) -> dict:
         if not report.ready:
             raise SystemExit(f"bench: bare processes not ready after {TIMEOUT} s: {report.counts()}")
         took = time.perf_counter() - started
-        out = {"time": took, "pss": pss_kib(pr.pid for pr in procs), "processes": len(procs)}
+        out = {"time": took, "read": took, "pss": pss_kib(pr.pid for pr in procs), "processes": len(procs)}
         if measure_rate:
             out["rate"] = search_rate(p.plan, [n for i in p.plan.iocs for n in i.pv_names])
         return out
@@ -188,10 +195,12 @@ def main() -> None:
 
 def render(results: dict, big: dict, args) -> str:
     n = args.n
-    rows = ["| case | up to all PVs read | PSS total | processes | search replies/s |", "|---|---|---|---|---|"]
+    rows = ["| case | every PV read | `up` returned | PSS total | processes | search replies/s |",
+            "|---|---|---|---|---|---|"]
     for name, r in results.items():
         rate = f"{r['rate']:.0f}" if "rate" in r else "-"
-        rows.append(f"| {name} | {r['time']:.2f} s | {r['pss'] / 1024:.0f} MiB | {r['processes']:.0f} | {rate} |")
+        rows.append(f"| {name} | {r['read']:.2f} s | {r['time']:.2f} s | {r['pss'] / 1024:.0f} MiB | "
+                    f"{r['processes']:.0f} | {rate} |")
     packed, unpacked, bare = (results["packed up (docker)"], results["unpacked up (docker)"],
                               results["bare processes"])
     t_vs_unpacked = packed["time"] / unpacked["time"]
@@ -210,9 +219,10 @@ def render(results: dict, big: dict, args) -> str:
              f"- search replies/s, pack of {n} / {n} processes = "
              f"{packed['rate'] / bare['rate']:.2f}x ({packed['rate']:.0f} vs {bare['rate']:.0f})."]
     if big:
-        lines += [f"- N = {args.big} packed (docker, {-(-args.big // 64)} packs): every PV read {big['time']:.2f} s "
-                  f"after `up` began, PSS {big['pss'] / 1024:.0f} MiB in {big['processes']} processes: goal <= 5 s, "
-                  f"**{'met' if big['time'] <= 5.0 else 'missed'}**."]
+        lines += [f"- N = {args.big} packed (docker, {-(-args.big // 64)} packs of at most 64): every PV read through "
+                  f"the printed settings {big['read']:.2f} s after `up` began (goal <= 5 s, "
+                  f"**{'met' if big['read'] <= 5.0 else 'missed'}**); `up` returned after its full-reach sweep at "
+                  f"{big['time']:.2f} s; PSS {big['pss'] / 1024:.0f} MiB in {big['processes']} processes."]
     return "\n".join(lines)
 
 

@@ -16,6 +16,11 @@ searched again from the SAME socket, `retries` times, `pace` seconds apart:
 Every datagram names its round, destination and name in the search id, so replies need no lookup. All
 rounds are in flight at once: a sweep that reaches everything takes one reply time, a failing one
 `window + retries * pace + grace` seconds. Sockets come from a factory (tests probe from a namespace).
+
+A large sweep is a load of its own: 500 IOCs (2,500 names, 5 rounds) is 12,500 searches, and a server
+process holding many IOCs (a pack, issue 14) parses every broadcast datagram once. So the waits grow with
+the number of searches (`PER_SEARCH` seconds each), and the first sends go out a round at a time with a
+short pause after each, so a burst never overflows a server's socket buffer (about 90 datagrams).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from orchestrator.ca.probe import MAX_NAMES, Address, parse_responses, udp_socke
 
 FRESH, FIXED = "fresh", "fixed"
 MAX_SWEEP_ROUNDS = 16
+PER_SEARCH = 4e-5  # seconds of window and of grace added per search sent (0.5 s at 12,500 searches)
+ROUND_GAP = 2e-4  # seconds after each datagram of a round's first sends, before the next round's
 
 
 @dataclass(frozen=True)
@@ -189,9 +196,14 @@ def sweep(names: Sequence[str], destinations: Sequence[Address], *,
                 rounds.append(SweepRound(len(rounds), FIXED, sock.getsockname()[1]))
                 sock_of.append(sock)
         outstanding.update((r.index, d, n) for r in rounds for n in names for d in exp[n])
+        load = len(outstanding) * PER_SEARCH
+        window, grace = window + load, grace + load
+        sent = clock()
         for r in rounds:
-            send(r.index, sock_of[r.index], pending(r.index))
-        collect(clock() + window)
+            wanted = pending(r.index)
+            send(r.index, sock_of[r.index], wanted)
+            collect(clock() + ROUND_GAP * (len(wanted) // MAX_NAMES + 1))
+        collect(sent + window)
         first_try = set(answers)
         for _ in range(retries):
             if not outstanding:
