@@ -79,7 +79,10 @@ class Fleet:
         return self._on_server(actual, timeout, lambda server: write_channel(server, actual, value)).value
 
     def status(self):
-        return self.backend.instances(self.name)
+        """One instance per IOC (a packed IOC's names its pack in `.pack`), plus the fleet's repeater."""
+        from orchestrator.run.instance import per_ioc
+
+        return per_ioc(self.backend.instances(self.name))
 
     def _on_server(self, actual: str, timeout: float, action):
         from orchestrator.run.readiness import client_destinations, locate

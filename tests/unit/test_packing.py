@@ -173,3 +173,31 @@ def test_the_host_view_sees_every_member_with_its_env():
     assert expand_pack(plain) == [plain]
     broken = Member("process", "pk", "p", "ioc", "caproto", "running", 44, None, {"IOCFLEET_PACK": "{"})
     assert expand_pack(broken) == [broken]
+
+
+# -- exports: one service or workload per pack -----------------------------------------------------------
+
+def _info():
+    from orchestrator.export import ImageInfo
+    from orchestrator.images import build as images
+
+    return ImageInfo({"caproto": "iocfleet/ioc-caproto:test", "softioc": "iocfleet/ioc-softioc:test"},
+                     {r: images.container_hardening(r) for r in ("caproto", "softioc")}, images.IOC_UID)
+
+
+def test_exports_write_one_service_per_pack_with_its_description():
+    from orchestrator.export import compose_dict, manifests
+    from orchestrator.export.swarm import stack_dict
+
+    iocs = [{"name": "a", "prefix": "PK:A{i}:", "replicas": 5, "pvs": ["X"]},
+            {"name": "s", "runtime": "softioc", "prefix": "PK:S:", "pvs": ["X"]}]
+    p = plan_of(iocs, pack=3)
+    compose = compose_dict(p, images=_info())["services"]
+    assert [k for k in compose if k != "ca-repeater"] == ["pack-1", "pack-2", "s"]
+    description = json.loads(compose["pack-1"]["environment"][packing.PACK_VAR].replace("$$", "$"))
+    assert [m["name"] for m in description["members"]] == ["a-1", "a-2", "a-3"]
+    assert compose["pack-2"]["labels"][LABEL_MEMBERS] == "a-4 a-5"
+    assert compose["pack-1"]["healthcheck"]  # the first member's liveness PV
+    assert [k for k in stack_dict(p, images=_info())["services"] if k != "ca-repeater"] == ["pack-1", "pack-2", "s"]
+    workloads = [d["metadata"]["name"] for d in manifests({"here": p}, images=_info()) if d["kind"] == "Deployment"]
+    assert len(workloads) == 3 and any("pack-1" in w for w in workloads)
