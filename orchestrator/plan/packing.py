@@ -134,9 +134,20 @@ def pack_unit(pack: Pack, members: list[PlannedIOC]) -> PlannedIOC:
     env += ((PACK_VAR, json.dumps(description, separators=(",", ":"))),)
     return PlannedIOC(
         name=pack.name, runtime="caproto", prefix=first.prefix, declared_as=pack.name, udp_port=first.udp_port,
-        tcp_port=None, bind=first.bind, env=env, pvs=(), user=first.user, limits=first.limits,
+        tcp_port=None, bind=first.bind, env=env, pvs=(), user=first.user, limits=pack_limits(first.limits, len(members)),
         restart=first.restart, readiness="none", builtin=first.builtin, read_only=first.read_only,
         iocstats=first.iocstats, members=pack.members)
+
+
+def pack_limits(limits, members: int):
+    """A pack's container limits: `limits.memory` is per IOC, so a pack of N may use N times it; `pids`
+    stays per process (a pack is one process)."""
+    if not limits.memory or members == 1:
+        return limits
+    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    text = limits.memory.lower()
+    number, unit = (text[:-1], text[-1]) if text[-1] in units else (text, "b")
+    return replace(limits, memory=f"{int(number) * units[unit] * members}b")
 
 
 def findings(packing: Packing | None) -> list:

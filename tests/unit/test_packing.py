@@ -201,3 +201,11 @@ def test_exports_write_one_service_per_pack_with_its_description():
     assert [k for k in stack_dict(p, images=_info())["services"] if k != "ca-repeater"] == ["pack-1", "pack-2", "s"]
     workloads = [d["metadata"]["name"] for d in manifests({"here": p}, images=_info()) if d["kind"] == "Deployment"]
     assert len(workloads) == 3 and any("pack-1" in w for w in workloads)
+
+
+def test_a_packs_memory_limit_is_the_per_ioc_limit_times_its_members():
+    iocs = [{"name": "a", "prefix": "PK:A{i}:", "replicas": 3, "pvs": ["X"], "limits": {"memory": "64m", "pids": 64}}]
+    unit, = plan_of(iocs, pack=True).units()
+    assert unit.limits.memory == f"{3 * 64 * 2**20}b" and unit.limits.pids == 64
+    alone, = plan_of(iocs[:1] and [{**iocs[0], "replicas": 1}], pack=True).units()
+    assert alone.limits.memory == "64m"
