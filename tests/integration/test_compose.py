@@ -177,17 +177,25 @@ def compose(project: str, path: Path, *args: str, timeout: float = 300) -> subpr
 @needs_compose
 @pytest.mark.docker
 @pytest.mark.slow
-def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(docker_client, ioc_images, tmp_path):
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+def test_compose_up_serves_every_pv_to_a_libca_client_and_down_removes_it(docker_client, ioc_images, tmp_path, pack):
+    """Packed (issue 14): the caproto IOCs are one service, which serves every one of their PVs."""
+    import dataclasses
+
     suffix = uuid.uuid4().hex[:8]
     name, project = f"cmptest-{suffix}", f"iocflcmp{suffix}"
-    fleet, plan = lo_plan(name, free_base_port())
+    fleet, _ = lo_plan(name, free_base_port())
+    fleet = dataclasses.replace(fleet, pack=pack)
+    plan = planner.plan(fleet, loopback_only_snapshot(), interface="lo")
     path = tmp_path / "compose.yaml"
     path.write_text(compose_yaml(plan, fleet, ioc_images, v1=True))
     try:
         up = compose(project, path, "--profile", "iocs", "up", "-d")  # every IOC has the profile `iocs`
         assert up.returncode == 0, up.stderr
-        status = wait_healthy(docker_client, name, {i.name for i in plan.iocs})
-        assert set(status) == {"cp1", "cp2", "si1", "si2"}
+        status = wait_healthy(docker_client, name, {u.name for u in plan.units()})
+        packs = {u.name for u in plan.units()} - {"si1", "si2"}
+        assert set(status) == packs | {"si1", "si2"}
+        assert packs == ({"pack-1", "pack-2"} if pack else {"cp1", "cp2"})  # cp1 and cp2 differ in restart/env
         for container in containers_of(docker_client, name):
             attrs = container.attrs["HostConfig"]
             assert attrs["NetworkMode"] == "host" and attrs["ReadonlyRootfs"] is True
