@@ -240,9 +240,8 @@ def status(fleet, fleet_name, backend, as_json) -> None:
     from orchestrator.run.backends import select
     from orchestrator.render import status_text
 
-    from orchestrator.run.service import fleet_findings, readiness_now
-
     from orchestrator.run.instance import per_ioc
+    from orchestrator.run.service import fleet_findings, readiness_now
 
     name = _fleet_name(fleet, fleet_name)
     chosen = select(backend)

@@ -59,11 +59,8 @@ def plan_text(planned, explain: bool) -> str:
            f"(address {plan.address or '?'}, broadcast {plan.broadcast or '-'}), clients {plan.clients}", ""]
     rows = [(i.name, i.runtime, i.prefix, " ".join(i.bind), i.udp_port, i.tcp_port or "any", len(i.pv_names))
             for i in plan.iocs]
-    columns = ("ioc", "runtime", "prefix", "bind", "udp", "tcp", "pvs")
-    if any(i.pack for i in plan.iocs):  # issue 14: which process each packed IOC runs in
-        rows = [(*row[:2], i.pack or "-", *row[2:]) for row, i in zip(rows, plan.iocs)]
-        columns = (*columns[:2], "pack", *columns[2:])
-    out.append(table(columns, rows))
+    out.append(_with_pack(("ioc", "runtime", "prefix", "bind", "udp", "tcp", "pvs"), rows,
+                          [i.pack for i in plan.iocs]))
     out += ["", "client settings:", export_lines(plan.client_env_dict())]
     if explain:
         out += ["", "decisions:"]
@@ -115,10 +112,12 @@ def up_text(result) -> str:
 
 
 def _with_pack(columns, rows, packs) -> str:
-    """A table with a `pack` column after the runtime when any IOC runs in a pack (issue 14)."""
+    """A table with a `pack` column after `runtime` when any IOC runs in a pack (issue 14): the process or
+    container it shares."""
     if any(packs):
-        rows = [(*row[:2], pack or "", *row[2:]) for row, pack in zip(rows, packs)]
-        columns = (*columns[:2], "pack", *columns[2:])
+        at = columns.index("runtime") + 1
+        rows = [(*row[:at], pack or "-", *row[at:]) for row, pack in zip(rows, packs)]
+        columns = (*columns[:at], "pack", *columns[at:])
     return table(columns, rows)
 
 
@@ -138,13 +137,10 @@ def status_text(fleet: str, backend: str, instances, ready: dict | None = None) 
     rows = [(i.name, i.role, i.runtime, i.state, i.health, i.exit_code, i.restarts, i.tcp_port, i.pid,
              (i.container or "")[:12]) for i in instances]
     columns = ("name", "role", "runtime", "state", "health", "exit code", "restarts", "tcp port", "pid", "container")
-    if any(i.pack for i in instances):  # packed IOCs (issue 14): the process or container they share
-        rows = [(*row[:3], i.pack or "", *row[3:]) for row, i in zip(rows, instances)]
-        columns = (*columns[:3], "pack", *columns[3:])
     if ready:  # the fleet file was given: how each IOC is ready right now
         rows = [(*row, ready.get(i.name, {}).get("ready_by", "")) for row, i in zip(rows, instances)]
         columns += ("ready by",)
-    return f"fleet {fleet} on {backend}:\n" + table(columns, rows)
+    return f"fleet {fleet} on {backend}:\n" + _with_pack(columns, rows, [i.pack for i in instances])
 
 
 def _ports_text(ports) -> str:

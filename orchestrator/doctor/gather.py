@@ -237,13 +237,12 @@ def _fleet(path: str, backend_name: str, settings: caenv.ClientSettings, network
     """The fleet plan's client settings, its PV names, and its running instances. The plan is made on the
     doctor's own view of the network (no second snapshot) and not checked: the doctor judges what runs."""
     from orchestrator.run.backends import select
+    from orchestrator.run.instance import unit_of
 
     if not Path(path).exists():
         raise UsageError(f"fleet file {path} does not exist", "--fleet", "give the fleet file the fleet was started from")
     plan = planner.plan(spec.load(path), network)
     fleet_settings = caenv.client_settings(plan.client_env_dict(), source=f"fleet {plan.fleet} plan")
-    from orchestrator.run.instance import unit_of
-
     instances = select(backend_name).instances(plan.fleet)
     iocs = []
     for ioc in plan.iocs:

@@ -42,8 +42,8 @@ class Instance:
 
 def unit_of(instances: list[Instance], ioc: str) -> Instance | None:
     """The instance that runs IOC `ioc`: its own, or its pack's."""
-    return next((i for i in instances if i.name == ioc), None) or next((i for i in instances if ioc in i.members),
-                                                                      None)
+    own = next((i for i in instances if i.name == ioc), None)
+    return own or next((i for i in instances if ioc in i.members), None)
 
 
 def per_ioc(instances: list[Instance]) -> list[Instance]:
@@ -102,7 +102,7 @@ def expand_pack(member: Member) -> list[Member]:
 
         try:
             text = statedir.read_text(statedir.fleet_dir(member.fleet) / f"{member.name}.ioc.json")
-        except (OSError, ValueError, Exception):  # noqa: BLE001 - gone, or not ours: the pack shows as itself
+        except Exception:  # noqa: BLE001 - gone, unreadable or not ours: the pack shows as itself
             text = None
     if text is None:
         return [member]
