@@ -144,7 +144,8 @@ def up(planned: PlannedFleet, backend: Backend, timeout: float = 60.0, force: bo
             result.report = report
             result.instances = backend.instances(plan.fleet)
             if report.read_all and report.partial_paths():
-                raise ReachIncomplete(reach_text(report), f"fleet {plan.fleet}", reach_fix(planned))
+                raise ReachIncomplete(reach_text(report, planned), f"fleet {plan.fleet}",
+                                      reach_fix(planned, report))
             if not report.ready:
                 raise ReadinessTimeout(_timeout_text(report, backend, result.instances), f"fleet {plan.fleet}",
                                        "read the log lines above; `iocfleet logs FLEET IOC` shows more")
@@ -220,14 +221,29 @@ def _repeater_elsewhere(planned: PlannedFleet) -> bool:
     return planned.plan.repeater.provider == "host"
 
 
-def reach_text(report: ReadyReport) -> str:
+def reach_text(report: ReadyReport, planned: PlannedFleet | None = None) -> str:
     """Every PV answered once, but not at full reach from a client's fixed source port: one line per path."""
     lines = ["every PV answered, but not to every client:"]
-    lines += [f"  {p.text()}" for p in report.partial_paths()]
+    lines += [f"  {p.text(_is_broadcast(p.destination[0], planned))}" for p in report.partial_paths()]
     return "\n".join(lines)
 
 
-def reach_fix(planned: PlannedFleet) -> str:
+def _is_broadcast(address: str, planned: PlannedFleet | None) -> bool:
+    """Whether this host treats `address` as a broadcast (every socket on the port hears it, R4)."""
+    from orchestrator.ca import rules
+
+    interfaces = planned.snapshot.interfaces if planned is not None else ()
+    return rules.classify(address, rules.LOCAL, interfaces) == "broadcast" or address == "127.255.255.255"
+
+
+def reach_fix(planned: PlannedFleet, report: ReadyReport | None = None) -> str:
+    """The fix for partial reach: on a unicast entry, a broadcast or distinct ports (R3); on a broadcast
+    entry, nothing is wrong with the plan: searches were lost."""
+    partial = report.partial_paths() if report is not None else ()
+    if partial and all(_is_broadcast(p.destination[0], planned) for p in partial):
+        return ("searches to a broadcast entry went unanswered even after retries from the same port: the host "
+                "was overloaded or a firewall drops them; run `iocfleet up` again, and `iocfleet doctor --fleet "
+                "FILE` to see which IOCs answer")
     plan = planned.plan
     iface, addr = plan.interface or "IF", plan.address or "ADDR"
     found = planned.snapshot.interface(plan.interface) if plan.interface else None

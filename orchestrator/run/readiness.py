@@ -64,13 +64,23 @@ class PathReach:
                 "fixed_reach": round(self.fixed, 4), "full": self.full, "missing": list(self.missing),
                 "fixed_port_iocs": list(self.stuck_with), "expected_iocs": list(self.expected_iocs)}
 
-    def text(self) -> str:
+    def text(self, broadcast: bool = False) -> str:
+        """One line for the operator. `broadcast`: the entry is a broadcast address, which every IOC hears
+        (R4), so a miss there is loss (overload, a firewall), not the unicast hash of R3."""
         host, port = self.destination
-        shown = ", ".join(self.missing[:6]) + (" ..." if len(self.missing) > 6 else "")
+        why = ("a broadcast reaches every IOC (R4): searches were lost, the host or its IOCs dropped them"
+               if broadcast else "rule R3")
         return (f"EPICS_CA_ADDR_LIST entry {host}:{port} does not reach every IOC behind it: reach "
                 f"{self.fixed:.2f} from one fixed source port (a client there is stuck with "
-                f"{', '.join(self.stuck_with) or 'no IOC'} of {', '.join(self.expected_iocs)}), "
-                f"{self.fresh:.2f} from fresh source ports; not answered in every round: {shown} (rule R3)")
+                f"{_some(self.stuck_with) or 'no IOC'} of {_some(self.expected_iocs)}), "
+                f"{self.fresh:.2f} from fresh source ports; not answered in every round: {_some(self.missing, 6)} "
+                f"({why})")
+
+
+def _some(names: Sequence[str], most: int = 8) -> str:
+    """Names for one line: a large fleet's hundreds of IOCs would bury the message."""
+    names = list(names)
+    return ", ".join(names[:most]) + (f" ... ({len(names)} in all)" if len(names) > most else "")
 
 
 @dataclass(frozen=True)
