@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from orchestrator.ca import probe
+
 from cli_run import base_env, iocfleet, iocfleet_json, labelled_containers, pyepics_read, supervisors, write_fleet
 
 pytestmark = [pytest.mark.slow]
@@ -119,13 +121,15 @@ def test_the_doctor_names_each_packed_ioc_by_its_tcp_port(tmp_path, state, teard
     assert len({i["server"] for i in broadcast["iocs"]}) == 3  # three TCP listeners, one pid
 
     done = subprocess.run([sys.executable, "-m", "orchestrator.doctor.gather", "--json", "--fleet", str(path),
-                           "--backend", "process", "--repeat", "60", "--addr-list", "127.0.0.1"],
+                           "--backend", "process", "--repeat", "120", "--addr-list", "127.0.0.1"],
                           env=base_env(**env, **up["client_env"]), capture_output=True, text=True, timeout=120)
     report = json.loads(done.stdout)
     unicast = report["paths"][0]
     reach = {i["name"]: i for i in unicast["iocs"]}
-    assert set(reach) <= {"d-1", "d-2", "d-3"} and len(reach) >= 2
+    # each member is its own server (pid, TCP port), predicted one socket's share of the port, not the pack's
+    assert set(reach) == {"d-1", "d-2", "d-3"} and len({i["server"] for i in reach.values()}) == 3
     assert all(abs(i["predicted"] - 1 / 3) < 1e-3 for i in reach.values()), reach
-    assert unicast["matches_prediction"] is True, unicast
+    lo, hi = probe.binomial_band(120, 1 / 3, z=5)  # the share itself is measured tightly in test_pack_program
+    assert all(lo <= round(i["reach"] * 120) <= hi for i in reach.values()), reach
     iocfleet("down", str(path), "--backend", "process", state=state, check=True)
     time.sleep(0.1)

@@ -19,6 +19,10 @@ Members whose UDP sockets share a (bind address, port) form a *group*; the first
   broadcast is parsed once and each search handed to the member(s) serving that name (one name table
   for the group), which reply from their own sockets with their own TCP port as caproto does.
 
+Every member's UDP socket is read by the pack (MemberTransport), up to 64 datagrams per wake-up: one loop
+serves every member, and caproto's one-datagram-per-turn reader let a burst of searches overflow a member's
+socket buffer where the same IOC alone kept up.
+
 EPICS_CAS_IGNORE_ADDR_LIST stays each member's caproto's business: dispatched searches go through the
 member's own `_broadcaster_queue_iteration`, which applies caproto's check exactly as when alone.
 
@@ -33,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ctypes
-import functools
 import ipaddress
 import json
 import logging
@@ -48,7 +51,7 @@ from typing import Any, Callable, Mapping, TextIO
 import caproto as ca
 import caproto._utils as ca_utils
 import caproto.server.common as ca_server_common
-from caproto.asyncio.utils import _create_udp_socket, _DatagramProtocol, _UdpTransportWrapper
+from caproto.asyncio.utils import _create_udp_socket
 
 from .spec import IocSpec, IocSpecError, load_ioc
 
@@ -294,18 +297,24 @@ class Group:
                 pass  # as a full socket buffer drops a datagram
 
 
-class LeaderTransport:
-    """The leader's UDP socket: caproto's sendto/close, and a reader sorting datagrams by destination."""
+class MemberTransport:
+    """A member's UDP socket, read by the pack itself: caproto's sendto/close, and a reader that drains up to
+    _DRAIN datagrams per wake-up into the member's queue. caproto's own transport reads one datagram per
+    loop turn; in a pack one turn serves every member, so a burst of searches (a doctor's 250 rounds at
+    once) outran it and overflowed a member's socket buffer, losing searches an IOC alone would answer.
+    The group's leader (`leader=True`) also learns each datagram's destination (IP_PKTINFO) and hands a
+    broadcast to the group's dispatcher."""
 
-    def __init__(self, sock: socket.socket, ctx, interface: str, group: Group) -> None:
-        self.sock, self.ctx, self.interface, self.group = sock, ctx, interface, group
+    def __init__(self, sock: socket.socket, ctx, interface: str, group: "Group | None" = None,
+                 leader: bool = False) -> None:
+        self.sock, self.ctx, self.interface, self.group, self.leader = sock, ctx, interface, group, leader
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._read)
 
     def _read(self) -> None:
         for _ in range(_DRAIN):
             try:
-                data, ancdata, _, address = self.sock.recvmsg(ca.MAX_UDP_RECV, _CMSG_SPACE)
+                data, ancdata, _, address = self.sock.recvmsg(ca.MAX_UDP_RECV, _CMSG_SPACE if self.leader else 0)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -313,7 +322,7 @@ class LeaderTransport:
                 return
             if not data:
                 continue
-            if is_broadcast(destination(ancdata), self.group.broadcasts):
+            if self.leader and is_broadcast(destination(ancdata), self.group.broadcasts):
                 self.group.dispatch(data, address)
             else:
                 self.ctx.broadcaster_datagram_queue.put((self.interface, data, address))
@@ -354,26 +363,23 @@ class PackMember:
     pack_groups: dict[tuple[str, int], Group] = {}
 
     async def _create_broadcaster_transport(self, interface):
-        group = self.pack_groups.get((interface, self.ca_server_port))
-        if group is None or group.planned < 2:
-            return await super()._create_broadcaster_transport(interface)
         old = self.udp_socks.pop(interface, None)
         if old is not None:
             old.close()
+        group = self.pack_groups.get((interface, self.ca_server_port))
+        shared = group is not None and group.planned > 1
         sock = _create_udp_socket()
-        if group.leader is None or group.leader is self:
+        leader = shared and (group.leader is None or group.leader is self)
+        if leader:
             group.leader = self
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            sock.bind((interface, self.ca_server_port))
-            self.udp_socks[interface] = LeaderTransport(sock, self, interface, group)
-        else:
+        elif shared:
             attach_filter(sock, no_broadcast_program(group.broadcasts))
-            sock.bind((interface, self.ca_server_port))
-            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                functools.partial(_DatagramProtocol, parent=self, identifier=interface,
-                                  queue=self.broadcaster_datagram_queue), sock=sock)
-            self.udp_socks[interface] = _UdpTransportWrapper(transport)
-        group.join(self)
+        sock.bind((interface, self.ca_server_port))
+        sock.setblocking(False)
+        self.udp_socks[interface] = MemberTransport(sock, self, interface, group, leader)
+        if shared:
+            group.join(self)
 
 
 def plan_groups(contexts: list, broadcasts: set[str]) -> dict[tuple[str, int], Group]:
@@ -390,7 +396,7 @@ def context_sockets(ctx) -> list[str]:
     """The member's own UDP sockets and TCP listeners, as 'udp 0.0.0.0:5064' (report.bound_sockets form)."""
     found = set()
     for transport in ctx.udp_socks.values():
-        name = transport.sockname() if isinstance(transport, LeaderTransport) else \
+        name = transport.sockname() if isinstance(transport, MemberTransport) else \
             transport.transport.get_extra_info("sockname")
         found.add(f"udp {name[0]}:{name[1]}")
     for sock in ctx.tcp_sockets.values():
