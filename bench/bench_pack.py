@@ -21,10 +21,10 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
+from bench_up import bare_processes
 from report import write_section
 
 from orchestrator import host, spec
@@ -136,13 +136,8 @@ def case_up(n: int, backend, pack: bool, measure_rate: bool = False) -> dict:
 
 def case_bare(n: int, measure_rate: bool = False) -> dict:
     p = planned(n, "bp-bare", False, os.getuid())
-    procs = []
     started = time.perf_counter()
-    try:
-        for ioc in p.plan.iocs:
-            env = {"PATH": os.environ["PATH"], **ioc.env_dict()}
-            procs.append(subprocess.Popen(images.program_argv(ioc.runtime), env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+    with bare_processes(p.plan) as procs:
         report = wait_ready(p.plan, TIMEOUT)
         if not report.ready:
             raise SystemExit(f"bench: bare processes not ready after {TIMEOUT} s: {report.counts()}")
@@ -151,11 +146,6 @@ def case_bare(n: int, measure_rate: bool = False) -> dict:
         if measure_rate:
             out["rate"] = search_rate(p.plan, [n for i in p.plan.iocs for n in i.pv_names])
         return out
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
 
 
 def _interrupt(signum, frame):

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -108,21 +109,28 @@ def case_compose(n: int) -> float:
             subprocess.run([*base, "down", "-t", "2"], capture_output=True, check=False)
 
 
-def case_bare(n: int) -> float:
-    planned = planned_fleet(n, "bench-bare")
+@contextmanager
+def bare_processes(plan):
+    """Each planned IOC's program Popen'd with its plan env (no supervisor, no engine); stopped on exit."""
     procs = []
-    started = time.perf_counter()
     try:
-        for ioc in planned.plan.iocs:
+        for ioc in plan.iocs:
             env = {"PATH": os.environ["PATH"], **ioc.env_dict()}
             procs.append(subprocess.Popen(images.program_argv(ioc.runtime), env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
-        return ready_or_die(planned.plan, started)
+        yield procs
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=10)
+
+
+def case_bare(n: int) -> float:
+    planned = planned_fleet(n, "bench-bare")
+    started = time.perf_counter()
+    with bare_processes(planned.plan):
+        return ready_or_die(planned.plan, started)
 
 
 def _interrupt(signum, frame):

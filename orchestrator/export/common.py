@@ -125,13 +125,17 @@ def labels_of(plan: Plan, ioc: PlannedIOC, digest: str, host: str | None = None)
     return identity.ioc_labels(plan.fleet, ioc, digest, host)
 
 
-def repeater_name(plan: Plan) -> str:
-    """The repeater's service name, never the name of one of the fleet's IOCs."""
+def free_service_name(plan: Plan, name: str) -> str:
+    """`name`, prefixed with `iocfleet-` until it is no IOC's and no pack's name (a service of its own)."""
     taken = {i.name for i in plan.iocs} | {u.name for u in plan.units()}
-    name = REPEATER
     while name in taken:
         name = "iocfleet-" + name
     return name
+
+
+def repeater_name(plan: Plan) -> str:
+    """The repeater's service name, never the name of one of the fleet's IOCs or packs."""
+    return free_service_name(plan, REPEATER)
 
 
 def repeater_env(plan: Plan) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.export.common import LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME
+from orchestrator.export.common import free_service_name, LABEL_FLEET, LABEL_HOST, LABEL_IOC, LABEL_PLAN, LABEL_ROLE, LABEL_RUNTIME
 from orchestrator.plan.model import Plan
 from orchestrator.plan.nameserver import INSTANCE
 
@@ -19,12 +19,8 @@ PROGRAM = "/opt/iocfleet/iocfleet_ioc/nameserver.py"  # where the caproto image 
 
 
 def service_name(plan: Plan) -> str:
-    """The name server's service name, never the name of one of the fleet's IOCs."""
-    taken = {i.name for i in plan.iocs} | {u.name for u in plan.units()}
-    name = INSTANCE
-    while name in taken:
-        name = "iocfleet-" + name
-    return name
+    """The name server's service name, never the name of one of the fleet's IOCs or packs."""
+    return free_service_name(plan, INSTANCE)
 
 
 def argv(plan: Plan) -> list[str]:

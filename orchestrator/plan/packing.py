@@ -82,10 +82,11 @@ def assign(iocs: tuple[PlannedIOC, ...], requested: bool, size: int, say) -> tup
     the packing. Packs are named pack-1, pack-2, ... in plan order, never an IOC's name."""
     if not requested:
         return iocs, Packing(False, size)
-    unpacked = tuple((i.name, why) for i in iocs if (why := why_alone(i)) is not None)
+    alone = {i.name: why_alone(i) for i in iocs}
+    unpacked = tuple((name, why) for name, why in alone.items() if why is not None)
     groups: dict[tuple, list[PlannedIOC]] = {}
     for ioc in iocs:
-        if why_alone(ioc) is None:
+        if alone[ioc.name] is None:
             groups.setdefault(_key(ioc), []).append(ioc)
     taken = {i.name for i in iocs}
     names = (n for n in (f"pack-{k}" for k in range(1, 10**6)) if n not in taken)
